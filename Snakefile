@@ -1,0 +1,23 @@
+# xtalspec: crystal structures -> simulated spectra -> models that read structure from spectra.
+# Thin on purpose: load and validate the config, include one rule file per stage, name targets.
+# The science lives in the `xtalspec` package (src/xtalspec), which every rule calls by its CLI.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.10")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/structures.smk"
+
+
+rule all:
+    input:
+        rules.structures.input,
+    default_target: True

@@ -1,0 +1,144 @@
+"""Command line: ``xtalspec <command>``. Workflow rules call these; so can users."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+log = logging.getLogger("xtalspec")
+
+
+def _cleaning_settings(args):
+    from .structures.cleaning import CleaningSettings
+
+    return CleaningSettings(
+        max_atoms=args.max_atoms,
+        min_distance=args.min_distance,
+        density_range=(args.density_min, args.density_max),
+    )
+
+
+def _fetch(source: str, cache: Path, args) -> None:
+    if source == "cod":
+        from .structures.sources.cod import fetch_cod
+
+        options = {"elements": args.elements, "exclude_elements": args.exclude_elements, "max_atoms": args.max_atoms,
+                   "inorganic_only": not args.include_organic, "max_results": args.max_results}
+        if args.base_url:
+            options["base_url"] = args.base_url
+        report = fetch_cod(options, cache)
+        log.info("COD: %d downloaded, %d cached, %d rejected", len(report.downloaded), len(report.cached),
+                 len(report.rejected))
+    elif source == "mp":
+        from .structures.sources.mp import fetch_mp
+
+        fetch_mp({"elements": args.elements, "max_atoms": args.max_atoms, "max_results": args.max_results,
+                  "endpoint": args.base_url}, cache)
+    else:
+        raise SystemExit(f"xtalspec fetch: {source} is not a downloading source (use cod or mp)")
+
+
+def cmd_fetch(args) -> int:
+    _fetch(args.source, Path(args.cache), args)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from .structures.ingest import ingest, iter_shard_paths, rejects_name
+    from .structures.sources import make_source
+    from .structures.summary import write_summary
+
+    out = Path(args.out)
+    path = args.path
+    if args.source in ("cod", "mp") and path is None:
+        path = str(out / "cache")
+        _fetch(args.source, Path(path), args)
+    source = make_source(args.source, {"path": path, "dataset": args.dataset})
+    ingest(source, out, n_shards=args.n_shards, settings=_cleaning_settings(args), max_structures=args.max_structures,
+           seed=args.seed, shards=args.shard, symprec=args.symprec, angle_tolerance=args.angle_tolerance)
+    if args.shard is None and not args.no_summary:
+        shards = list(iter_shard_paths(out, args.n_shards))
+        summary = write_summary(shards, [out / rejects_name(i) for i in range(args.n_shards)], out)
+        t = summary["totals"]
+        print(f"{args.source}: {t['accepted']} accepted, {t['rejected']} rejected, "
+              f"{t['relabelled']} relabelled ({t['relabelled_pct']} %) -> {out}")
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from .structures.summary import write_summary
+
+    shards = [Path(p) for p in args.shards]
+    rejects = [Path(p) for p in args.rejects]
+    summary = write_summary(shards, rejects, Path(args.out))
+    t = summary["totals"]
+    print(f"{t['accepted']} structures accepted, {t['rejected']} rejected, {t['space_groups']} space groups")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .structures.sources import SOURCE_NAMES
+
+    parser = argparse.ArgumentParser(prog="xtalspec", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_download_options(p):
+        p.add_argument("--elements", nargs="*", default=None, help="required elements (COD, MP)")
+        p.add_argument("--exclude-elements", nargs="*", default=None, help="excluded elements (COD)")
+        p.add_argument("--max-results", type=int, default=None, help="stop after this many entries")
+        p.add_argument("--include-organic", action="store_true", help="COD: keep organic entries")
+        p.add_argument("--base-url", default=None, help="server base URL (COD) or API endpoint (MP)")
+
+    ingest = sub.add_parser("ingest", help="read, clean and relabel structures into Parquet shards")
+    ingest.add_argument("--source", required=True, choices=SOURCE_NAMES)
+    ingest.add_argument("--path", default=None, help="cif_dir: the folder; cod/mp: an existing download cache")
+    ingest.add_argument("--out", required=True, help="output folder for shards, rejects and summary")
+    ingest.add_argument("--n-shards", type=int, default=4)
+    ingest.add_argument("--shard", type=int, nargs="*", default=None, help="only these shard numbers")
+    ingest.add_argument("--max-structures", type=int, default=None, help="deterministic subset of this size")
+    ingest.add_argument("--seed", type=int, default=0, help="seed of the subset choice")
+    ingest.add_argument("--dataset", default="2019-ASR", help="coremof dataset (2014, 2019-ASR, 2019-FSR)")
+    ingest.add_argument("--symprec", type=float, default=0.01, help="spglib distance tolerance (Å)")
+    ingest.add_argument("--angle-tolerance", type=float, default=5.0, help="spglib angle tolerance (degrees)")
+    ingest.add_argument("--max-atoms", type=int, default=1000, help="reject cells with more sites")
+    ingest.add_argument("--min-distance", type=float, default=0.5, help="closest allowed full-occupancy pair (Å)")
+    ingest.add_argument("--density-min", type=float, default=0.1, help="g/cm^3")
+    ingest.add_argument("--density-max", type=float, default=25.0, help="g/cm^3")
+    ingest.add_argument("--no-summary", action="store_true")
+    add_download_options(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    fetch = sub.add_parser("fetch", help="download structures (COD, Materials Project) into a cache folder")
+    fetch.add_argument("--source", required=True, choices=["cod", "mp"])
+    fetch.add_argument("--cache", required=True)
+    fetch.add_argument("--max-atoms", type=int, default=None)
+    add_download_options(fetch)
+    fetch.set_defaults(func=cmd_fetch)
+
+    summ = sub.add_parser("summarize", help="combine shards and rejects into one summary")
+    summ.add_argument("--shards", nargs="+", required=True)
+    summ.add_argument("--rejects", nargs="*", default=[])
+    summ.add_argument("--out", required=True)
+    summ.set_defaults(func=cmd_summarize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        warnings.simplefilter("ignore")  # pymatgen's parser warnings are captured per CIF as reject details
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+# Shared helpers: where results go, which sources are on, which shards exist.
+
+from pathlib import Path
+
+RESULTS = Path(config.get("results", "results"))
+LOGS = RESULTS / "logs"
+BENCH = RESULTS / "benchmarks" / "rules"
+ENV = "../../envs/xtalspec.yaml"
+DOWNLOADING_SOURCES = ("cod", "mp")
+
+
+def source_config(source):
+    return config["structures"]["sources"][source]
+
+
+def enabled_sources():
+    return [name for name, opts in config["structures"]["sources"].items() if opts.get("enabled")]
+
+
+def structure_shards():
+    """(source, shard) pairs: the unit every later stage fans out over."""
+    return [
+        (source, f"{i:03d}")
+        for source in enabled_sources()
+        for i in range(source_config(source)["n_shards"])
+    ]
+
+
+def structure_shard_files(kind="shard"):
+    return [str(RESULTS / f"structures/{src}/{kind}-{shard}.parquet") for src, shard in structure_shards()]
+
+
+def _flags(pairs):
+    """CLI flags from (flag, value) pairs; None/empty values are left out."""
+    import shlex
+
+    out = []
+    for flag, value in pairs:
+        if value is None or value == [] or value is False:
+            continue
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            values = " ".join(shlex.quote(str(v)) for v in value)
+            out.append(f"{flag} {values}")
+        else:
+            out.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(out)
+
+
+def ingest_inputs(wildcards):
+    if wildcards.source in DOWNLOADING_SOURCES:
+        return [str(RESULTS / f"structures/{wildcards.source}/cache/index.jsonl")]
+    return []
+
+
+def ingest_options(source):
+    opts = source_config(source)
+    cleaning = config["structures"].get("cleaning", {})
+    density = cleaning.get("density_range", [0.1, 25.0])
+    path = opts.get("path")
+    if source in DOWNLOADING_SOURCES:
+        path = str(RESULTS / f"structures/{source}/cache")
+    return _flags(
+        [
+            ("--n-shards", opts["n_shards"]),
+            ("--seed", config.get("seed", 0)),
+            ("--max-structures", opts.get("max_structures")),
+            ("--dataset", opts.get("dataset")),
+            ("--path", path),
+            ("--symprec", config["structures"].get("symprec", 0.01)),
+            ("--angle-tolerance", config["structures"].get("angle_tolerance", 5.0)),
+            ("--max-atoms", cleaning.get("max_atoms", 1000)),
+            ("--min-distance", cleaning.get("min_distance", 0.5)),
+            ("--density-min", density[0]),
+            ("--density-max", density[1]),
+        ]
+    )
+
+
+def fetch_options(source):
+    opts = source_config(source)
+    return _flags(
+        [
+            ("--base-url", opts.get("base_url")),
+            ("--elements", opts.get("elements")),
+            ("--exclude-elements", opts.get("exclude_elements")),
+            ("--max-atoms", opts.get("max_atoms")),
+            ("--max-results", opts.get("max_results")),
+            ("--include-organic", not opts.get("inorganic_only", True)),
+        ]
+    )
