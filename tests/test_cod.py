@@ -15,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pandas as pd
 import pytest
 
 import requests
@@ -486,5 +487,18 @@ def test_fetch_cod_searches_downloads_and_writes_report(fake, tmp_path):
     written = json.loads((tmp_path / "cache" / "fetch_report.json").read_text())
     assert written["n_search_results"] == 3 and written["downloaded"] == report.downloaded
     assert written["rejected"][0]["reason"] == "no_cell"
+
+    # the rejected download reaches the ingestion rejects table; the good ones the shards
+    from xtalspec.cli import main
+
+    out = tmp_path / "ingested"
+    assert main(["ingest", "--source", "cod", "--path", str(tmp_path / "cache"), "--out", str(out),
+                 "--n-shards", "2"]) == 0
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    assert rejects[["id", "reason"]].values.tolist() == [["9009999", "download_failed"]]
+    assert "no_cell" in rejects["detail"].iloc[0]
+    shards = pd.concat(pd.read_parquet(out / f"shard-00{i}.parquet") for i in range(2))
+    assert sorted(shards["id"]) == ["1000041", "1534781"]
+    assert set(shards["url"]) == {f"{fake.base_url}/1000041.cif", f"{fake.base_url}/1534781.cif"}
     with pytest.raises(ValueError, match="unknown COD options"):
         fetch_cod({"max_atom": 10}, tmp_path / "cache")

@@ -22,6 +22,7 @@ from pymatgen.io.cif import CifBlock, CifFile, CifParser
 # reason code -> what it means (written into the summary so users can read the table)
 REASONS: dict[str, str] = {
     "unreadable": "the file or archive member could not be read",
+    "download_failed": "the download was refused, failed after retries, or did not verify as a CIF",
     "empty_file": "the file holds no text",
     "file_too_large": "the file is larger than structures.max_file_bytes",
     "binary_content": "the file is not text (NUL bytes)",

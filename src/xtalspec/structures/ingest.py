@@ -97,7 +97,7 @@ def build_row(entry: RawEntry, parsed: ParsedCIF, symprec: float, angle_toleranc
 
 def process_entry(entry: RawEntry, settings: CleaningSettings, symprec: float, angle_tolerance: float) -> dict | Reject:
     if entry.data is None:
-        return Reject("unreadable", entry.error or "no data")
+        return Reject(entry.reason, entry.error or "no data")
     parsed = parse_and_check(entry.data, settings)
     if isinstance(parsed, Reject):
         return parsed

@@ -31,6 +31,7 @@ class RawEntry:
     data: bytes | None
     provenance: Provenance
     error: str | None = None
+    reason: str = "unreadable"  # reject reason code when data is None
 
 
 class Source(Protocol):
