@@ -261,9 +261,9 @@ def _build_structure(text: str, settings: CleaningSettings) -> tuple[Structure, 
 
 
 def _diagnose_parse_failure(exc: Exception, messages: list[str]) -> tuple[str, str]:
-    joined = " | ".join(messages)
+    joined = " | ".join([*messages, str(exc)])
     if "sum to > 1" in joined or "exceeded tolerance" in joined:
-        return "invalid_occupancy", next(m for m in messages if "sum to > 1" in m or "exceeded" in m)
+        return "invalid_occupancy", joined[:500]
     if "could not convert string to float" in joined:
         return "bad_coordinates", joined[:300]
     return "parse_error", f"{type(exc).__name__}: {exc}; {joined}"[:500]
