@@ -1,0 +1,71 @@
+"""SpgNet and SpgVolNet (Ozaki, Ishida & Kiyobayashi 2025), after the CNN of Park et al. 2017.
+
+Input: the δ-function XRD profile, 10,001 bins of 1/d. Trunk: three strided 'same' convolutions
+(80 filters; kernels 100, 50, 25; strides 5, 5, 2), each ReLU → Dropout 0.3 → AvgPool
+('valid' pooling: (3, 2), (3, 3), (3, 3)); flattened to 80 × 11 = 880 features.
+SpgNet head: FC 2300 → FC 1150 (ReLU, dropout 0.5) → one logit per space group.
+SpgVolNet: the same trunk and class head plus a volume head (two FC blocks without dropout → 1)
+predicting the z-score of U = ln(V / n_atoms).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import SameConv1d
+
+N_BINS = 10001
+
+
+def conv_trunk(dropout: float = 0.3) -> nn.Sequential:
+    def block(c_in, kernel, stride, pool_stride):
+        return [SameConv1d(c_in, 80, kernel, stride), nn.ReLU(), nn.Dropout(dropout), nn.AvgPool1d(3, pool_stride)]
+
+    return nn.Sequential(*block(1, 100, 5, 2), *block(80, 50, 5, 3), *block(80, 25, 2, 3), nn.Flatten())
+
+
+def trunk_features(n_bins: int = N_BINS) -> int:
+    with torch.no_grad():
+        return conv_trunk().eval()(torch.zeros(1, 1, n_bins)).shape[1]
+
+
+class SpgNet(nn.Module):
+    has_volume_head = False
+
+    def __init__(self, n_classes: int, n_bins: int = N_BINS, dropout_conv: float = 0.3, dropout_fc: float = 0.5):
+        super().__init__()
+        self.trunk = conv_trunk(dropout_conv)
+        features = trunk_features(n_bins)
+        self.classifier = nn.Sequential(
+            nn.Linear(features, 2300), nn.ReLU(), nn.Dropout(dropout_fc),
+            nn.Linear(2300, 1150), nn.ReLU(), nn.Dropout(dropout_fc),
+            nn.Linear(1150, n_classes),
+        )
+
+    def forward(self, profiles: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.classifier(self.trunk(profiles.unsqueeze(1)))}
+
+
+class SpgVolNet(SpgNet):
+    has_volume_head = True
+
+    def __init__(self, n_classes: int, n_bins: int = N_BINS, dropout_conv: float = 0.3, dropout_fc: float = 0.5):
+        super().__init__(n_classes, n_bins, dropout_conv, dropout_fc)
+        features = trunk_features(n_bins)
+        self.volume = nn.Sequential(nn.Linear(features, 2300), nn.ReLU(), nn.Linear(2300, 1150), nn.ReLU(),
+                                    nn.Linear(1150, 1))
+
+    def forward(self, profiles: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.trunk(profiles.unsqueeze(1))
+        return {"logits": self.classifier(features), "volume": self.volume(features).squeeze(-1)}
+
+
+MODELS = {"spgnet": SpgNet, "spgvolnet": SpgVolNet}
+
+
+def build_model(name: str, n_classes: int) -> SpgNet:
+    try:
+        return MODELS[name](n_classes)
+    except KeyError:
+        raise ValueError(f"unknown XRD model {name!r}; choose from {sorted(MODELS)}") from None
