@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--rejects", nargs="*", default=[])
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
+
+    from . import commands_xrd
+
+    commands_xrd.register(sub)
     return parser
 
 

@@ -119,6 +119,7 @@ def build_dataset(
     max_groups: int | None = None,
     leakage_bins: int = 5,
     peak_threshold: float = 0.01,
+    max_train_per_group: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """The data-set table (one row per structure of the selected groups, with class index,
     z-score of U, range membership and validation fold) and a description of the sets."""
@@ -135,6 +136,7 @@ def build_dataset(
     folds, fold_report = validation_folds(table, masks[VALIDATION_RANGE], n_folds, per_fold, seed,
                                           leakage_bins, peak_threshold)
     table["fold"] = folds
+    table["train_pool"] = training_pool(table, max_train_per_group, seed)
     description = {
         "spacegroups": groups,
         "u_mean": u_mean,
@@ -143,13 +145,32 @@ def build_dataset(
         "per_fold": per_fold,
         "range_sizes": {name: int(mask.sum()) for name, mask in masks.items()},
         "fold_sizes": {int(f): int((folds == f).sum()) for f in range(1, n_folds + 1)},
+        "max_train_per_group": max_train_per_group,
         "fold_report": fold_report.to_dict(orient="records"),
     }
     return table, description
 
 
+def training_pool(table: pd.DataFrame, cap: int | None, seed: int) -> np.ndarray:
+    """Items that may be used for training: all of them, or (to fit a small machine) at most
+    ``cap`` non-validation items per space group, chosen by a seeded permutation."""
+    pool = np.ones(len(table), dtype=bool)
+    if not cap:
+        return pool
+    rng = np.random.default_rng(seed + 1)
+    pool[:] = False
+    for _, rows in table.groupby("spacegroup").indices.items():
+        candidates = rng.permutation([r for r in rows if table["fold"].iat[r] == 0])
+        pool[candidates[:cap]] = True
+    pool[table["fold"].to_numpy() > 0] = True  # the other folds' validation items train too
+    return pool
+
+
 def training_rows(table: pd.DataFrame, range_name: str, fold: int) -> np.ndarray:
-    return np.flatnonzero(table[f"in_{range_name}"].to_numpy() & (table["fold"].to_numpy() != fold))
+    mask = table[f"in_{range_name}"].to_numpy() & (table["fold"].to_numpy() != fold)
+    if "train_pool" in table:
+        mask &= table["train_pool"].to_numpy()
+    return np.flatnonzero(mask)
 
 
 def validation_rows(table: pd.DataFrame, fold: int) -> np.ndarray:

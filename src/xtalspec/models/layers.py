@@ -19,3 +19,14 @@ class SameConv1d(nn.Conv1d):
         out = math.ceil(length / stride)
         pad = max((out - 1) * stride + kernel - length, 0)
         return super().forward(F.pad(x, (pad // 2, pad - pad // 2)))
+
+
+def keras_init(model: nn.Module) -> None:
+    """Keras defaults (the papers' models are Keras models): Glorot-uniform weights, zero
+    biases. PyTorch's default (Kaiming-uniform, a=√5) leaves these sparse-input CNNs stuck at
+    chance for many epochs."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import SameConv1d
+from .layers import SameConv1d, keras_init
 
 N_BINS = 10001
 
@@ -42,6 +42,10 @@ class SpgNet(nn.Module):
             nn.Linear(2300, 1150), nn.ReLU(), nn.Dropout(dropout_fc),
             nn.Linear(1150, n_classes),
         )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        keras_init(self)
 
     def forward(self, profiles: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.classifier(self.trunk(profiles.unsqueeze(1)))}
@@ -55,6 +59,7 @@ class SpgVolNet(SpgNet):
         features = trunk_features(n_bins)
         self.volume = nn.Sequential(nn.Linear(features, 2300), nn.ReLU(), nn.Linear(2300, 1150), nn.ReLU(),
                                     nn.Linear(1150, 1))
+        self.reset_parameters()
 
     def forward(self, profiles: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.trunk(profiles.unsqueeze(1))

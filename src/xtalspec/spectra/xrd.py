@@ -34,7 +34,7 @@ BIN_EDGES = np.linspace(INV_D_MIN, INV_D_MAX, N_BINS + 1)
 BIN_WIDTH = (INV_D_MAX - INV_D_MIN) / N_BINS
 B_ISO = 2.0  # Angstrom^2, Debye-Waller T = exp(-B s^2) on F
 ZERO_TOL = 1e-12  # normalised bins below this are round-off from exact extinctions: set to 0
-CHUNK_ELEMENTS = 1 << 18  # (h, k) rows x l values per matrix-product block (bounds memory)
+CHUNK_ELEMENTS = 1 << 18  # (h, k) rows x max(l values, sites) per block: bounds memory to a few MB
 
 
 def scatterers(structure) -> tuple[np.ndarray, list[str], list[tuple[np.ndarray, np.ndarray]]]:
@@ -104,7 +104,7 @@ def reflections(structure, qmax: float, qmin: float = 0.0, b_iso: float = B_ISO)
     """
     crystal = _Crystal.build(structure, qmax)
     rows = crystal.rows(qmax)
-    step = max(1, CHUNK_ELEMENTS // len(crystal.ls))
+    step = max(1, CHUNK_ELEMENTS // max(len(crystal.ls), crystal.ez.shape[1]))  # rows per block
     parts = [_block(crystal, rows[i : i + step], qmin, qmax, b_iso) for i in range(0, len(rows), step)]
     if not parts:
         return np.zeros(0), np.zeros(0)

@@ -61,7 +61,13 @@ def structure_to_json(structure: Structure, ndigits: int = 6) -> str:
 
 def structure_from_json(text: str) -> Structure:
     doc = json.loads(text)
-    return Structure(Lattice(doc["lattice"]), doc["species"], doc["frac"])
+    return Structure(Lattice(doc["lattice"]), [_at_most_one(s) for s in doc["species"]], doc["frac"])
+
+
+def _at_most_one(species: dict[str, float]) -> dict[str, float]:
+    """Rounding to 6 digits can lift a full site's occupancy sum just above 1: scale it back."""
+    total = sum(species.values())
+    return {el: occ / total for el, occ in species.items()} if total > 1 else species
 
 
 @dataclasses.dataclass

@@ -31,7 +31,7 @@ log = logging.getLogger("xtalspec.training")
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 32  # Keras' default; the paper does not state it
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 1
@@ -173,8 +173,12 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
 
 
 def _reinitialise(model, seed: int) -> None:
-    """Initialise the weights from ``seed`` (each module's own reset_parameters)."""
+    """Initialise the weights from ``seed``: the model's own initialiser when it has one, else
+    each module's reset_parameters."""
     torch.manual_seed(seed)
+    if hasattr(model, "reset_parameters"):
+        model.reset_parameters()
+        return
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()

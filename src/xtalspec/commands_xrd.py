@@ -1,0 +1,175 @@
+"""``xtalspec xrd …`` and ``xtalspec predict-xrd``: the SpgNet/SpgVolNet system's commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("xtalspec.xrd")
+
+
+def cmd_profiles(args) -> int:
+    from .datasets.xrd_profiles import write_profile_shard
+
+    write_profile_shard(args.structures, args.out, args.rejects)
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    from .datasets.spgnet import RANGE_LABELS, build_dataset
+    from .datasets.xrd_profiles import read_profiles
+    from .training.xrd import write_dataset
+    from .utils.atomic import atomic_write_text
+
+    profiles = read_profiles(args.profiles)
+    table, description = build_dataset(profiles, args.min_per_group, args.n_folds, args.per_fold, args.seed,
+                                       args.max_groups, args.leakage_bins, args.peak_threshold,
+                                       args.max_train_per_group)
+    write_dataset(table, description, args.out)
+    tables = Path(args.tables)
+    sizes = description["range_sizes"]
+    table2 = "\n".join(["# Table 2: data-set sizes after excluding outliers", "",
+                        f"{len(description['spacegroups'])} space groups with ≥ {args.min_per_group} members "
+                        f"(paper: 57 groups, 62,830 structures in D(∞)).", "",
+                        "| data set | entries |", "|---|---:|"]
+                       + [f"| {RANGE_LABELS[k]} | {v} |" for k, v in sizes.items()]) + "\n"
+    atomic_write_text(tables / "table2.md", table2)
+    atomic_write_text(tables / "table2.csv", "range,label,entries\n" + "".join(
+        f"{k},{RANGE_LABELS[k]},{v}\n" for k, v in sizes.items()))
+    import pandas as pd
+
+    report = pd.DataFrame(description["fold_report"])
+    atomic_write_text(tables / "validation_folds.csv", report.to_csv(index=False))
+    sets = ["# What each set holds", "",
+            f"- classes: {len(description['spacegroups'])} space groups: {description['spacegroups']}",
+            f"- U = ln(V/n_atoms): mean {description['u_mean']:.4f}, sd {description['u_std']:.4f} (volume target = z-score)",
+            f"- validation: {args.n_folds} disjoint folds from D(σU+η), {args.per_fold} per space group each "
+            f"(sizes {description['fold_sizes']}); leakage guard ±{args.leakage_bins} bins on peaks ≥ {args.peak_threshold}",
+            f"- candidates excluded by the leakage guard: {int(report['excluded_by_leakage_guard'].sum())}",
+            f"- groups with incomplete folds: {int((~report['complete']).sum())}",
+            "- training set (range r, fold i) = D(r) minus validation fold i"
+            + (f", at most {args.max_train_per_group} non-validation items per group" if args.max_train_per_group else ""),
+            ""]
+    atomic_write_text(tables / "sets.md", "\n".join(sets))
+    print(table2)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training.loop import TrainConfig, set_deterministic, throughput
+    from .training.xrd import train_member
+
+    set_deterministic()
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      volume_weight=args.volume_weight, threads=args.threads, device=args.device,
+                      checkpoint_every=args.checkpoint_every)
+    result = train_member(args.dataset, args.model, args.range, args.fold, cfg, args.out)
+    last = result["history"][-1]
+    print(f"{args.model} {args.range} fold {args.fold} seed {args.seed}: val_acc {last.get('val_acc', float('nan')):.3f}"
+          f", {throughput(result['history']):.1f} samples/s")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .evaluation import xrd_reports as rep
+    from .utils.atomic import atomic_write_text
+
+    members = rep.load_predictions(args.predictions)
+    out = Path(args.out_dir)
+    if args.what == "table3":
+        rep.write_table(rep.table3(members, args.range), out / "table3.csv", out / "table3.md",
+                        f"Table 3: SpgNet / SpgVolNet, specific vs ensemble mean ({args.range})", rep.PAPER_NOTE)
+    elif args.what == "ranges":
+        rep.write_table(rep.range_table(members), out / "table_sxi.csv", out / "table_sxi.md",
+                        "Table SXI: SpgNet by training range (validation on D(σU+η))")
+    elif args.what == "confusion":
+        for model in sorted({m["meta"]["model"] for m in members}):
+            matrices = rep.confusion_matrices(members, model, args.range)
+            labels = members[0]["meta"]["spacegroups"]
+            for name, matrix in matrices.items():
+                stem = out / f"confusion_{model}_{name}"
+                import pandas as pd
+
+                atomic_write_text(stem.with_suffix(".csv"), pd.DataFrame(matrix, index=labels, columns=labels).to_csv())
+                rep.plot_confusion(matrix, labels, f"{rep.MODEL_LABELS[model]} {name}", stem.with_suffix(".png"))
+    elif args.what == "volume":
+        errors = rep.volume_errors(members)
+        summary = rep.volume_summary(errors)
+        atomic_write_text(out / "volume_errors.csv", errors.to_csv(index=False))
+        atomic_write_text(out / "volume_summary.json", json.dumps(summary, indent=2))
+        rep.plot_volume(errors, summary, out / "volume_error.png")
+    elif args.what == "topk":
+        for model in sorted({m["meta"]["model"] for m in members}):
+            table = rep.top_k_table(members, model, args.range)
+            atomic_write_text(out / f"topk_{model}.csv", table.to_csv(index=False))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .prediction.xrd import predict_pattern
+
+    result = predict_pattern(args.pattern, args.wavelength, args.models, top=args.top, peak_list=args.peak_list,
+                             model_kind=args.model)
+    print(result.text)
+    if args.out:
+        result.write(args.out)
+    return 0
+
+
+def register(sub) -> None:
+    xrd = sub.add_parser("xrd", help="SpgNet/SpgVolNet: δ-profiles, data sets, training, reports")
+    xsub = xrd.add_subparsers(dest="xrd_command", required=True)
+
+    p = xsub.add_parser("profiles", help="δ-profiles of one structure shard")
+    p.add_argument("--structures", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rejects", required=True)
+    p.set_defaults(func=cmd_profiles)
+
+    p = xsub.add_parser("dataset", help="space groups, outlier ranges, validation folds (Table 2)")
+    p.add_argument("--profiles", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--tables", required=True, help="folder for table2.{csv,md}, sets.md, validation_folds.csv")
+    p.add_argument("--min-per-group", type=int, default=100)
+    p.add_argument("--max-groups", type=int, default=None)
+    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--per-fold", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--leakage-bins", type=int, default=5)
+    p.add_argument("--peak-threshold", type=float, default=0.01)
+    p.add_argument("--max-train-per-group", type=int, default=None, help="cap (small machines); paper: none")
+    p.set_defaults(func=cmd_dataset)
+
+    p = xsub.add_parser("train", help="train one member (model × range × fold × seed)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
+    p.add_argument("--range", default="inf")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--volume-weight", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--checkpoint-every", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+
+    p = xsub.add_parser("report", help="tables and figures from saved predictions (no training)")
+    p.add_argument("what", choices=["table3", "ranges", "confusion", "volume", "topk"])
+    p.add_argument("--predictions", nargs="+", required=True)
+    p.add_argument("--range", default="inf")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict-xrd", help="space group and volume from a measured 2θ pattern (Scheme 2)")
+    p.add_argument("pattern")
+    p.add_argument("--wavelength", required=True, help="CuKa, MoKa, … or a value in Å")
+    p.add_argument("--models", default="results/xrd/models", help="folder of trained members (model.pt)")
+    p.add_argument("--model", default="spgvolnet", help="which trained family to use (spgnet, spgvolnet)")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--peak-list", action="store_true", default=None, help="the file is a list of peaks")
+    p.add_argument("--out", default=None, help="write the ranking (CSV) here")
+    p.set_defaults(func=cmd_predict)

@@ -1,0 +1,579 @@
+"""Scheme 2 of Ozaki, Ishida & Kiyobayashi (J. Appl. Cryst. 2025): measured pattern -> model input.
+
+The SpgNet/SpgVolNet models read the "ideal" delta-function profile of :mod:`xtalspec.spectra.xrd`:
+I_hkl = |F_hkl|^2 (multiplicity included) accumulated into 10001 equal 1/d bins between
+0.1131 and 1.0625 1/Angstrom, maximum 1, no wavelength, no Lorentz-polarisation. A measured
+powder pattern I(2theta) is turned into that input in five steps:
+
+1. read the file (:func:`read_pattern`, or :func:`read_peak_list` when it already lists peaks);
+2. find the peaks (:func:`find_peaks`): SNIP background, ``scipy.signal.find_peaks_cwt``
+   (as the paper did) with wavelet widths derived from the 2theta step, parabolic refinement;
+3. divide each peak height by the Lorentz-polarisation factor (:func:`lorentz_polarisation`);
+4. convert 2theta to 1/d = 2 sin(theta) / lambda (Bragg);
+5. accumulate into the model's bins and scale the maximum to 1 (:func:`profile_from_peaks`).
+
+Conventions
+-----------
+* Angles are in degrees of 2theta, wavelengths and d in Angstrom, 1/d in 1/Angstrom.
+* Peak intensities are *heights* above the background. With a constant instrumental line
+  shape the height is proportional to the integrated intensity; it is what the paper used.
+* The bins, their edges and the accumulation come from :mod:`xtalspec.spectra.xrd`, so a
+  measured peak lands in exactly the bin its reflection has in the ideal profile.
+* Every :class:`PatternError` message starts with the file (or source) it is about.
+
+Known limitation: a resolved K-alpha2 doublet gives a second, half-height peak about
+Delta(lambda)/lambda = 0.25 % higher in 1/d (~25 bins at 1/d = 1 for Cu); the paper corrected
+such peaks by hand. Strip K-alpha2 before this step, or pass the data as a peak list.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import median_filter
+from scipy.signal import find_peaks_cwt, savgol_filter
+
+from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
+
+__all__ = [
+    "PatternError", "WavelengthError", "WAVELENGTHS", "parse_wavelength", "read_pattern",
+    "read_peak_list", "is_peak_list", "estimate_background", "find_peaks", "lorentz_polarisation",
+    "peak_table", "profile_from_peaks", "MeasuredProfile", "profile_from_pattern",
+]
+
+# --------------------------------------------------------------------------- errors
+
+
+class PatternError(ValueError):
+    """A measured pattern (or peak list) cannot be turned into a model input.
+
+    ``str(err)`` is ``"<file>: <problem>"``; the parts are ``err.path`` and ``err.problem``.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class WavelengthError(ValueError):
+    """An X-ray wavelength name or number that is not understood."""
+
+
+# --------------------------------------------------------------------------- wavelengths
+
+# K-alpha1 / K-alpha2 lines (Bearden 1967, the values pymatgen also uses). "<X>Ka" is the
+# intensity-weighted mean (2 Ka1 + Ka2) / 3, the usual value for an unresolved doublet.
+_KA_LINES = {
+    "Cu": (1.54056, 1.54439),
+    "Mo": (0.70930, 0.71359),
+    "Co": (1.78896, 1.79285),
+    "Cr": (2.28970, 2.29361),
+    "Fe": (1.93604, 1.93998),
+    "Ag": (0.559421, 0.563813),
+}
+
+
+def _wavelength_table() -> dict[str, float]:
+    table: dict[str, float] = {}
+    for element, (ka1, ka2) in _KA_LINES.items():
+        table[f"{element}Ka"] = round((2.0 * ka1 + ka2) / 3.0, 5)
+        table[f"{element}Ka1"] = ka1
+        table[f"{element}Ka2"] = ka2
+    return table
+
+
+#: Anode lines in Angstrom, e.g. ``WAVELENGTHS["CuKa"] == 1.54184``, ``["MoKa"] == 0.71073``.
+WAVELENGTHS: dict[str, float] = _wavelength_table()
+_BY_KEY = {name.lower(): value for name, value in WAVELENGTHS.items()}
+WAVELENGTH_RANGE = (0.1, 5.0)  # plausible numeric wavelengths, Angstrom
+
+
+def _wavelength_key(text: str) -> str:
+    """'Cu K-alpha1', 'cu_ka', 'CuKα' -> 'cuka1' / 'cuka' (case, spaces, '-', '_' ignored)."""
+    key = re.sub(r"[\s\-_]", "", text).lower()
+    return key.replace("alpha", "a").replace("α", "a")
+
+
+def parse_wavelength(text) -> float:
+    """Wavelength in Angstrom from a line name ("CuKa", "MoKa1", case-insensitive) or a number.
+
+    Numbers (or numeric strings, optionally ending in "A"/"Å") are taken as Angstrom and must lie
+    in 0.1-5 Angstrom. Anything else raises :class:`WavelengthError` listing the accepted names.
+    """
+    if isinstance(text, (int, float, np.floating, np.integer)) and not isinstance(text, bool):
+        return _check_number(float(text), text)
+    key = _wavelength_key(str(text))
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    try:
+        value = float(re.sub(r"(angstrom|å|a)$", "", key))
+    except ValueError:
+        names = ", ".join(WAVELENGTHS)
+        raise WavelengthError(f"unknown X-ray wavelength {text!r}; use one of {names} or a number in Angstrom") from None
+    return _check_number(value, text)
+
+
+def _check_number(value: float, text) -> float:
+    low, high = WAVELENGTH_RANGE
+    if not np.isfinite(value) or not low <= value <= high:
+        raise WavelengthError(f"wavelength {text!r} is not a plausible X-ray wavelength ({low}-{high} Angstrom)")
+    return value
+
+
+# --------------------------------------------------------------------------- reading files
+
+MIN_PATTERN_POINTS = 20  # a scan with fewer points is not a pattern
+PEAK_LIST_MAX_POINTS = 200  # auto-detection: shorter, unevenly spaced files are peak lists
+EVEN_STEP_TOLERANCE = 0.1  # steps within 10 % of the median step count as evenly spaced
+_SPLIT = re.compile(r"[\s,;]+")
+_SPLIT_SEMICOLON = re.compile(r"[\s;]+")
+
+
+def _split(line: str) -> list[str]:
+    """Fields of one data line. With a ';' in the line, ',' is a decimal comma (European CSV)."""
+    if ";" in line:
+        return [f.replace(",", ".") for f in _SPLIT_SEMICOLON.split(line) if f]
+    return [f for f in _SPLIT.split(line) if f]
+
+
+def _read_columns(path) -> tuple[np.ndarray, np.ndarray]:
+    """(2theta, intensity) rows of a 2- or 3-column text file, in file order, values checked.
+
+    Lines starting with '#' or '!' and blank lines are skipped; one non-numeric line before the
+    first data row is a header. A third column (e.g. the esd of .xye files) is ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PatternError(path, "file not found")
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    if not text.strip():
+        raise PatternError(path, "file is empty")
+    rows = _numeric_rows(path, text)
+    if not rows:
+        raise PatternError(path, "no numeric data rows (only comments or a header)")
+    data = np.asarray(rows, dtype=np.float64)
+    _check_values(path, data[:, 0], data[:, 1])
+    return data[:, 0], data[:, 1]
+
+
+def _numeric_rows(path: Path, text: str) -> list[list[float]]:
+    rows: list[list[float]] = []
+    header_seen = False
+    n_columns = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        fields = _split(line)
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            if not rows and not header_seen:
+                header_seen = True
+                continue
+            raise PatternError(path, f"line {lineno} is not numeric: {line[:60]!r}") from None
+        if len(values) not in (2, 3):
+            raise PatternError(path, f"line {lineno} has {len(values)} columns; expected 2 (2theta, intensity) or 3 (2theta, intensity, esd)")
+        if n_columns is not None and len(values) != n_columns:
+            raise PatternError(path, f"line {lineno} has {len(values)} columns, earlier lines {n_columns}")
+        n_columns = len(values)
+        rows.append(values[:2])
+    return rows
+
+
+def _check_values(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> None:
+    bad = ~(np.isfinite(two_theta) & np.isfinite(intensity))
+    if bad.any():
+        raise PatternError(path, f"{int(bad.sum())} rows hold non-finite values (nan/inf)")
+    outside = (two_theta <= 0.0) | (two_theta >= 180.0)
+    if outside.any():
+        raise PatternError(path, f"2theta must lie in (0, 180) degrees; found {two_theta[outside][:3].tolist()}")
+
+
+def _sorted(two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(two_theta, kind="stable")
+    return two_theta[order], intensity[order]
+
+
+def _as_pattern(path, two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checks for a scan; sorts by 2theta and averages repeated 2theta values."""
+    if len(two_theta) < MIN_PATTERN_POINTS:
+        raise PatternError(path, f"only {len(two_theta)} points; a measured pattern needs at least {MIN_PATTERN_POINTS} (is it a peak list?)")
+    if not (intensity > 0).any():
+        raise PatternError(path, "no positive intensity")
+    unique, inverse, counts = np.unique(two_theta, return_inverse=True, return_counts=True)
+    mean = np.bincount(inverse, weights=intensity) / counts
+    if len(unique) < MIN_PATTERN_POINTS:
+        raise PatternError(path, f"only {len(unique)} distinct 2theta values; need at least {MIN_PATTERN_POINTS}")
+    return unique, mean
+
+
+def _as_peak_list(path, two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checks for a peak list: heights must be >= 0 and one of them > 0; sorted by 2theta."""
+    if (intensity < 0).any():
+        raise PatternError(path, "a peak list cannot hold negative intensities")
+    if not (intensity > 0).any():
+        raise PatternError(path, "no peak has a positive intensity")
+    return _sorted(two_theta, intensity)
+
+
+def read_pattern(path) -> tuple[np.ndarray, np.ndarray]:
+    """A measured scan: (2theta in degrees, intensity), sorted by 2theta.
+
+    Text with 2 or 3 columns (.xy, .xye, .csv, .txt, .dat ...), separators comma, space, tab or
+    semicolon (with semicolons a comma is read as a decimal comma), comments '#'/'!', at most one
+    header line. Raises :class:`PatternError` (naming the file) for a missing or empty file,
+    non-numeric content, fewer than ``MIN_PATTERN_POINTS`` points, non-finite values or 2theta
+    outside (0, 180) degrees.
+    """
+    return _as_pattern(path, *_read_columns(path))
+
+
+def read_peak_list(path) -> tuple[np.ndarray, np.ndarray]:
+    """A list of peaks (2theta in degrees, height), same file format as :func:`read_pattern`."""
+    return _as_peak_list(path, *_read_columns(path))
+
+
+def is_peak_list(two_theta) -> bool:
+    """Auto-detection rule: a file is a peak list when it has fewer than ``MIN_PATTERN_POINTS``
+    points, or fewer than ``PEAK_LIST_MAX_POINTS`` points whose 2theta steps are not even (some
+    step differs from the median step by more than ``EVEN_STEP_TOLERANCE`` of it)."""
+    x = np.sort(np.asarray(two_theta, dtype=np.float64))
+    if len(x) < MIN_PATTERN_POINTS:
+        return True
+    if len(x) >= PEAK_LIST_MAX_POINTS:
+        return False
+    steps = np.diff(x)
+    median = np.median(steps)
+    return bool(median <= 0 or np.max(np.abs(steps - median)) > EVEN_STEP_TOLERANCE * median)
+
+
+# --------------------------------------------------------------------------- peak finding
+
+FWHM_RANGE = (0.04, 0.6)  # degrees 2theta: line widths find_peaks_cwt looks for
+BACKGROUND_WIDTH = 1.5  # degrees 2theta: SNIP clipping window (full width)
+MAX_WAVELET_WIDTHS = 24
+CWT_MIN_RIDGE = 3  # a ridge must span this many wavelet widths
+
+
+def _uniform(two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The scan on an even grid (linear interpolation when the steps vary by > 1 %) and its step."""
+    steps = np.diff(two_theta)
+    step = float(np.median(steps))
+    if step <= 0:
+        raise ValueError("2theta values must increase")
+    if np.max(np.abs(steps - step)) > 0.01 * step:
+        grid = np.arange(two_theta[0], two_theta[-1] + 0.5 * step, step)
+        return grid, np.interp(grid, two_theta, intensity), step
+    return two_theta, intensity, step
+
+
+def _smooth(y: np.ndarray, points: int) -> np.ndarray:
+    """Savitzky-Golay (quadratic) over an odd window of at least 5 points (keeps peak heights)."""
+    window = max(5, int(points) | 1)
+    if window >= len(y):
+        return y.copy()
+    return savgol_filter(y, window, 2)
+
+
+def _lls(y: np.ndarray) -> np.ndarray:
+    """Log-log-square-root operator of SNIP: compresses the dynamic range of counts."""
+    return np.log(np.log(np.sqrt(np.clip(y, 0.0, None) + 1.0) + 1.0) + 1.0)
+
+
+def _lls_inverse(v: np.ndarray) -> np.ndarray:
+    return (np.exp(np.exp(v) - 1.0) - 1.0) ** 2 - 1.0
+
+
+def _snip(y: np.ndarray, half_window: int) -> np.ndarray:
+    """SNIP clipping (Ryan et al. 1988; Morhac 2008): for p = 1..m, v_i <- min(v_i, (v_{i-p}+v_{i+p})/2).
+
+    Works on the LLS-transformed signal; the ends are padded with their end values so the
+    first and last points are clipped too.
+    """
+    m = max(1, int(half_window))
+    v = np.pad(_lls(y), m, mode="edge")
+    for p in range(1, m + 1):
+        mean = 0.5 * (v[: -2 * p] + v[2 * p :])
+        np.minimum(v[p:-p], mean, out=v[p:-p])
+    return _lls_inverse(v[m:-m])
+
+
+def estimate_background(two_theta, intensity, width: float = BACKGROUND_WIDTH) -> np.ndarray:
+    """Smooth background under the peaks: SNIP with a clipping window of ``width`` degrees 2theta.
+
+    The scan is first lightly smoothed (Savitzky-Golay, ~``FWHM_RANGE[0]`` wide) so that the
+    clipping follows the mean of the noise rather than its lower envelope. The window must be
+    wider than a peak (or a cluster of overlapping peaks) and narrower than background curvature.
+    Assumes an evenly stepped scan.
+    """
+    x = np.asarray(two_theta, dtype=np.float64)
+    y = np.asarray(intensity, dtype=np.float64)
+    step = float(np.median(np.diff(x)))
+    smoothed = _smooth(y, round(FWHM_RANGE[0] / step))
+    return _snip(smoothed, round(0.5 * width / step))
+
+
+def _wavelet_widths(step: float, fwhm_range: tuple[float, float]) -> np.ndarray:
+    """Ricker widths (in points) spanning half of the expected FWHMs, at most 24, geometric."""
+    low = max(1.0, 0.5 * fwhm_range[0] / step)
+    high = max(low + 1.0, 0.5 * fwhm_range[1] / step)
+    return np.unique(np.round(np.geomspace(low, high, MAX_WAVELET_WIDTHS)))
+
+
+def _cwt_candidates(net: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """``find_peaks_cwt`` indices on the net scan, mirrored at both ends first so that the
+    wavelet convolution sees no artificial step at the ends of the scan."""
+    pad = min(len(net) - 1, int(5 * widths[-1]))
+    padded = np.pad(net, pad, mode="reflect")
+    found = find_peaks_cwt(padded, widths, min_snr=1.0, min_length=CWT_MIN_RIDGE, window_size=len(padded) // 20 + 1) - pad
+    return found[(found >= 0) & (found < len(net))]
+
+
+def _local_statistics(y: np.ndarray, net: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, over a running window: the baseline offset left in ``net`` (its median: SNIP
+    sits slightly under the mean of the noise) and the point-to-point noise of ``y``
+    (1.4826 x median |first difference| / sqrt 2, robust to peaks and following count statistics)."""
+    window = max(51, int(window) | 1)
+    offset = median_filter(net, size=window, mode="nearest")
+    jumps = np.abs(np.diff(y, append=y[-1]))
+    sigma = 1.4826 / np.sqrt(2.0) * median_filter(jumps, size=window, mode="nearest")
+    return offset, sigma
+
+
+def _parabola_vertex(y: np.ndarray, i: int) -> tuple[float, float]:
+    """Offset (in points, within +-0.5) and value of the parabola through y[i-1], y[i], y[i+1]."""
+    if i <= 0 or i >= len(y) - 1:
+        return 0.0, float(y[i])
+    a, b, c = y[i - 1], y[i], y[i + 1]
+    curvature = a - 2.0 * b + c
+    if curvature >= 0:
+        return 0.0, float(b)
+    offset = float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5))
+    return offset, float(b - 0.25 * (a - c) * offset)
+
+
+def _half_width(y: np.ndarray, i: int, limit: int) -> int:
+    """Half width at half maximum of the peak at i, in points (walk out until below half)."""
+    half = 0.5 * y[i]
+    lo, hi = i, i
+    while lo > 0 and i - lo < limit and y[lo - 1] >= half:
+        lo -= 1
+    while hi < len(y) - 1 and hi - i < limit and y[hi + 1] >= half:
+        hi += 1
+    return max(1, (hi - lo) // 2)
+
+
+def _fit_top(y: np.ndarray, i: int, half: int) -> tuple[float, float]:
+    """Centre (fractional index) and height of a peak: vertex of the least-squares parabola
+    through the points within +-half of the maximum, re-centred once on the first vertex.
+    Falls back to the 3-point parabola when the fit is not a maximum near i."""
+    centre, height = i + _parabola_vertex(y, i)[0], _parabola_vertex(y, i)[1]
+    for _ in range(2):
+        mid = int(round(centre))
+        lo, hi = max(0, mid - half), min(len(y), mid + half + 1)
+        if hi - lo < 4:
+            break
+        t = np.arange(lo, hi) - mid
+        c2, c1, c0 = np.polyfit(t, y[lo:hi], 2)
+        vertex = -c1 / (2.0 * c2) if c2 < 0 else np.inf
+        if abs(vertex) > half:
+            break
+        centre, height = mid + vertex, c0 - c1 * c1 / (4.0 * c2)
+    return float(centre), float(height)
+
+
+def _local_maxima(net: np.ndarray, candidates, radius: int) -> np.ndarray:
+    """Each candidate moved to the maximum of ``net`` within +-radius points; duplicates removed."""
+    tops = {lo + int(np.argmax(net[lo:hi]))
+            for lo, hi in ((max(0, c - radius), min(len(net), c + radius + 1)) for c in candidates)}
+    return np.array(sorted(tops), dtype=np.intp)
+
+
+def _refine(net: np.ndarray, tops: np.ndarray, max_half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (fractional indices) and heights of the peaks at ``tops``. The fit half-window is
+    the scan's typical half width at half maximum (median over the 5 highest peaks), so that all
+    peaks are fitted alike and a neighbouring peak beyond one FWHM is not pulled in."""
+    strongest = tops[np.argsort(net[tops])[::-1][:5]]
+    half = int(np.median([_half_width(net, i, max_half) for i in strongest]))
+    fits = np.array([_fit_top(net, i, half) for i in tops])
+    return fits[:, 0], fits[:, 1]
+
+
+def find_peaks(two_theta, intensity, *, min_rel_height: float = 0.002, min_snr: float = 4.0,
+               fwhm_range: tuple[float, float] = FWHM_RANGE,
+               background_width: float = BACKGROUND_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """Peak positions (degrees 2theta) and heights above background of a measured scan.
+
+    1. background: :func:`estimate_background` (SNIP, ``background_width`` degrees);
+    2. candidates: ``scipy.signal.find_peaks_cwt`` on the background-subtracted scan with Ricker
+       widths from ``0.5 * fwhm_range[0] / step`` to ``0.5 * fwhm_range[1] / step`` points (the
+       half widths of the lines looked for, in units of the 2theta step);
+    3. refinement: the local maximum of the smoothed net scan within +-``fwhm_range[0]/step``
+       points, then the vertex of the parabola through it and its two neighbours;
+    4. selection: heights must exceed ``min_snr`` times the point-to-point noise and
+       ``min_rel_height`` times the highest peak.
+    """
+    x, y = _sorted(np.asarray(two_theta, dtype=np.float64), np.asarray(intensity, dtype=np.float64))
+    x, y, step = _uniform(x, y)
+    net = _smooth(y, round(fwhm_range[0] / step)) - estimate_background(x, y, background_width)
+    candidates = _cwt_candidates(net, _wavelet_widths(step, fwhm_range))
+    index = _local_maxima(net, candidates, max(2, round(fwhm_range[0] / step)))
+    if len(index) == 0:
+        return np.zeros(0), np.zeros(0)
+    centre, height = _refine(net, index, max(2, round(0.5 * fwhm_range[1] / step)))
+    positions = x[0] + centre * step
+    baseline, sigma = _local_statistics(y, net, round(2.0 * background_width / step))
+    height = height - baseline[index]
+    keep = (height > min_snr * sigma[index]) & (height >= min_rel_height * height.max())
+    return positions[keep], height[keep]
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def lorentz_polarisation(two_theta_deg, monochromator_two_theta_deg: float | None = None) -> np.ndarray:
+    """Lorentz-polarisation factor of a powder (Bragg-Brentano) reflection.
+
+    Default, unpolarised laboratory source and no monochromator:
+    ``LP = (1 + cos^2 2theta) / (sin^2 theta cos theta)`` (the factor pymatgen applies). With a
+    monochromator at ``2theta_M``: ``(1 + cos^2 2theta_M cos^2 2theta) / (sin^2 theta cos theta)
+    / (1 + cos^2 2theta_M)``. Only ratios matter here, since profiles are scaled to a maximum of 1.
+    """
+    theta = np.radians(np.asarray(two_theta_deg, dtype=np.float64)) / 2.0
+    cos2_2t = np.cos(2.0 * theta) ** 2
+    lorentz = np.sin(theta) ** 2 * np.cos(theta)
+    if monochromator_two_theta_deg is None:
+        return (1.0 + cos2_2t) / lorentz
+    cos2_m = np.cos(np.radians(monochromator_two_theta_deg)) ** 2
+    return (1.0 + cos2_m * cos2_2t) / lorentz / (1.0 + cos2_m)
+
+
+def inv_d_from_two_theta(two_theta_deg, wavelength: float) -> np.ndarray:
+    """Bragg's law: 1/d = 2 sin(theta) / lambda (1/Angstrom)."""
+    return 2.0 * np.sin(np.radians(np.asarray(two_theta_deg, dtype=np.float64)) / 2.0) / wavelength
+
+
+def two_theta_from_inv_d(inv_d, wavelength: float) -> np.ndarray:
+    """Inverse of :func:`inv_d_from_two_theta`; nan where 1/d > 2/lambda (unreachable)."""
+    sin_theta = np.asarray(inv_d, dtype=np.float64) * wavelength / 2.0
+    with np.errstate(invalid="ignore"):
+        return np.degrees(2.0 * np.arcsin(np.where(sin_theta <= 1.0, sin_theta, np.nan)))
+
+
+def bin_index(inv_d) -> np.ndarray:
+    """The model's bin of each 1/d (floor, as in :func:`xtalspec.spectra.xrd.bin_profile`); -1 outside."""
+    inv_d = np.asarray(inv_d, dtype=np.float64)
+    inside = (inv_d > INV_D_MIN) & (inv_d < INV_D_MAX)
+    index = np.floor((inv_d - INV_D_MIN) / BIN_WIDTH)
+    return np.where(inside, np.clip(index, 0, N_BINS - 1), -1).astype(np.int64)
+
+
+def _model_range_text(wavelength: float) -> str:
+    lo, hi = two_theta_from_inv_d([INV_D_MIN, INV_D_MAX], wavelength)
+    high = f"{hi:.2f}" if np.isfinite(hi) else "beyond 180 (unreachable)"
+    return (f"the model's 1/d range {INV_D_MIN}-{INV_D_MAX} 1/Angstrom "
+            f"(2theta {lo:.2f}-{high} degrees at {wavelength:g} Angstrom)")
+
+
+def peak_table(two_theta, heights, wavelength, *, monochromator_two_theta: float | None = None) -> pd.DataFrame:
+    """One row per peak: ``two_theta``, ``inv_d``, ``height``, ``lp``, ``intensity`` (height / LP,
+    scaled so the strongest peak inside the model's range is 1), ``bin`` (-1 outside the range)."""
+    lam = parse_wavelength(wavelength)
+    two_theta = np.asarray(two_theta, dtype=np.float64)
+    heights = np.asarray(heights, dtype=np.float64)
+    lp = lorentz_polarisation(two_theta, monochromator_two_theta)
+    inv_d = inv_d_from_two_theta(two_theta, lam)
+    corrected = heights / lp
+    bins = bin_index(inv_d)
+    inside = (bins >= 0) & (corrected > 0)
+    top = corrected[inside].max() if inside.any() else 1.0
+    return pd.DataFrame({"two_theta": two_theta, "inv_d": inv_d, "height": heights, "lp": lp,
+                         "intensity": corrected / top, "bin": bins})
+
+
+def _profile(table: pd.DataFrame, source, wavelength: float) -> np.ndarray:
+    inside = (table["bin"] >= 0) & (table["intensity"] > 0)
+    if not inside.any():
+        covered = f"{table['inv_d'].min():.4f}-{table['inv_d'].max():.4f}" if len(table) else "nothing"
+        raise PatternError(source, f"none of the {len(table)} peaks falls inside {_model_range_text(wavelength)}; "
+                                   f"the peaks cover 1/d {covered} 1/Angstrom")
+    return bin_profile(table["inv_d"].to_numpy()[inside], table["intensity"].to_numpy()[inside])
+
+
+def profile_from_peaks(two_theta, heights, wavelength, *, monochromator_two_theta: float | None = None,
+                       source: str = "<peak list>") -> np.ndarray:
+    """The model input (N_BINS floats, maximum 1) from peaks at ``two_theta`` with ``heights``.
+
+    Heights are divided by the LP factor, 2theta converted to 1/d for ``wavelength`` (a name or
+    Angstrom), peaks outside 0.1131 < 1/d < 1.0625 dropped, the rest accumulated into the bins.
+    Raises :class:`PatternError` (about ``source``) when no peak falls inside the range.
+    """
+    lam = parse_wavelength(wavelength)
+    table = peak_table(two_theta, heights, lam, monochromator_two_theta=monochromator_two_theta)
+    return _profile(table, source, lam)
+
+
+# --------------------------------------------------------------------------- whole pipeline
+
+
+@dataclass
+class MeasuredProfile:
+    """A measured pattern converted to the model's input.
+
+    ``inv_d_range`` is the 1/d span of the data (the scan, or the peaks of a peak list);
+    ``coverage`` the fraction of the model's 1/d range (0.1131-1.0625) that span covers.
+    """
+
+    source: str
+    wavelength: float
+    profile: np.ndarray
+    peaks: pd.DataFrame
+    two_theta_range: tuple[float, float]
+    inv_d_range: tuple[float, float]
+    coverage: float
+    from_peak_list: bool
+
+
+def _coverage(inv_d_range: tuple[float, float]) -> float:
+    overlap = min(inv_d_range[1], INV_D_MAX) - max(inv_d_range[0], INV_D_MIN)
+    return float(max(0.0, overlap) / (INV_D_MAX - INV_D_MIN))
+
+
+def _wavelength_for(path, wavelength) -> float:
+    try:
+        return parse_wavelength(wavelength)
+    except WavelengthError as exc:
+        raise PatternError(path, str(exc)) from None
+
+
+def profile_from_pattern(path, wavelength, peak_list: bool | None = None, *,
+                         monochromator_two_theta: float | None = None, **peak_options) -> MeasuredProfile:
+    """Read ``path``, find its peaks and build the model input for ``wavelength``.
+
+    ``peak_list``: True reads the file as a peak list, False as a scan, None decides by
+    :func:`is_peak_list`. ``peak_options`` go to :func:`find_peaks`. Raises
+    :class:`PatternError` naming the file when the wavelength is unknown, the file unreadable,
+    the 2theta range does not overlap the model's 1/d range, or no peak is found inside it.
+    """
+    lam = _wavelength_for(path, wavelength)
+    raw = _read_columns(path)
+    as_peaks = is_peak_list(raw[0]) if peak_list is None else bool(peak_list)
+    two_theta, intensity = (_as_peak_list if as_peaks else _as_pattern)(path, *raw)
+    tt_range = (float(two_theta[0]), float(two_theta[-1]))
+    inv_d_range = tuple(float(v) for v in inv_d_from_two_theta(tt_range, lam))
+    coverage = _coverage(inv_d_range)
+    if coverage == 0.0:
+        raise PatternError(path, f"2theta {tt_range[0]:.2f}-{tt_range[1]:.2f} degrees covers 1/d "
+                                 f"{inv_d_range[0]:.4f}-{inv_d_range[1]:.4f} 1/Angstrom, outside {_model_range_text(lam)}")
+    positions, heights = (two_theta, intensity) if as_peaks else find_peaks(two_theta, intensity, **peak_options)
+    if len(positions) == 0:
+        raise PatternError(path, "no peaks found")
+    table = peak_table(positions, heights, lam, monochromator_two_theta=monochromator_two_theta)
+    profile = _profile(table, path, lam)
+    return MeasuredProfile(str(path), lam, profile, table, tt_range, inv_d_range, coverage, as_peaks)

@@ -1,0 +1,98 @@
+"""Train one SpgNet/SpgVolNet member (model × range × fold × seed) and save its predictions
+on its validation fold, so every table and figure is rebuilt from saved predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..datasets.spgnet import densify, training_rows, validation_rows
+from ..models.spgnet import build_model
+from ..provenance import code_version
+from ..utils.atomic import atomic_path, atomic_write_text
+from .loop import ArrayData, TrainConfig, pick_device, predict, train
+
+log = logging.getLogger("xtalspec.training.xrd")
+
+
+def write_dataset(table: pd.DataFrame, description: dict, path: str | Path) -> None:
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({"xtalspec": json.dumps(description | {"code_version": code_version()})})
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd")
+
+
+def read_dataset(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    arrow = pq.read_table(path)
+    description = json.loads(arrow.schema.metadata[b"xtalspec"])
+    return arrow.to_pandas(), description
+
+
+def array_data(table: pd.DataFrame, rows: np.ndarray, with_volume: bool) -> ArrayData:
+    bins = table["bins"].to_numpy()[rows]
+    values = table["values"].to_numpy()[rows]
+    return ArrayData(
+        make_inputs=lambda r: densify(bins, values, r),
+        labels=table["class_index"].to_numpy()[rows].astype(np.int64),
+        volume=table["volume_z"].to_numpy()[rows].astype(np.float32) if with_volume else None,
+    )
+
+
+def train_member(dataset: str | Path, model_name: str, range_name: str, fold: int, cfg: TrainConfig,
+                 out_dir: str | Path) -> dict:
+    table, description = read_dataset(dataset)
+    out_dir = Path(out_dir)
+    train_idx, val_idx = training_rows(table, range_name, fold), validation_rows(table, fold)
+    model = build_model(model_name, len(description["spacegroups"]))
+    with_volume = model.has_volume_head
+    log.info("%s %s fold %d seed %d: %d training, %d validation items, %d classes", model_name, range_name, fold,
+             cfg.seed, len(train_idx), len(val_idx), len(description["spacegroups"]))
+    val = array_data(table, val_idx, with_volume)
+    history = train(model, array_data(table, train_idx, with_volume), cfg, out_dir, val_data=val)
+    out = predict(model, val, pick_device(cfg.device), amp=cfg.amp)
+    meta = {
+        "model": model_name, "range": range_name, "fold": fold, "seed": cfg.seed,
+        "spacegroups": description["spacegroups"], "u_mean": description["u_mean"], "u_std": description["u_std"],
+        "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
+        "n_train": len(train_idx), "code_version": code_version(),
+    }
+    _write_predictions(table, val_idx, out, meta, out_dir / "predictions.parquet")
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    return {"history": history, "meta": meta}
+
+
+def _write_predictions(table, rows, out, meta, path) -> None:
+    frame = pd.DataFrame({
+        "id": table["id"].to_numpy()[rows],
+        "source": table["source"].to_numpy()[rows],
+        "spacegroup": table["spacegroup"].to_numpy()[rows],
+        "class_index": table["class_index"].to_numpy()[rows],
+        "volume": table["volume"].to_numpy()[rows],
+        "n_atoms": table["n_atoms"].to_numpy()[rows],
+        "probabilities": list(out["probabilities"].astype(np.float32)),
+    })
+    if "volume" in out:
+        u_pred = out["volume"] * meta["u_std"] + meta["u_mean"]
+        frame["volume_pred"] = np.exp(u_pred) * frame["n_atoms"].to_numpy()
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({"xtalspec": json.dumps(meta)})
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
+
+
+def load_member(path: str | Path, device: str = "cpu"):
+    """A trained member and its metadata (weights_only: no code runs from the file)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    meta = state["meta"]
+    model = build_model(meta["model"], len(meta["spacegroups"]))
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), meta
