@@ -15,9 +15,11 @@ validate(config, "config/schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
+include: "workflow/rules/xrd.smk"
 
 
 rule all:
     input:
         rules.structures.input,
+        rules.xrd.input,
     default_target: True

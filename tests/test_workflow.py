@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from conftest import NACL, RUTILE_AS_P1
@@ -55,3 +56,42 @@ def test_structures_target_on_a_user_folder(tmp_path):
     assert (tmp_path / "results/structures/spacegroup_histogram.png").stat().st_size > 1000
     assert list((tmp_path / "results/logs/structures/cif_dir").glob("ingest-*.log"))
     assert list((tmp_path / "results/benchmarks/rules/structures/cif_dir").glob("ingest-*.tsv"))
+
+
+def test_xrd_system_end_to_end_and_table3_rebuilds_without_training(tmp_path):
+    from xrd_fixtures import write_cif_folder
+
+    cifs = write_cif_folder(tmp_path / "structure_types")
+    config = {
+        "results": str(tmp_path / "results"),
+        "structures": {"sources": {
+            "amcsd": {"enabled": False, "n_shards": 1},
+            "coremof": {"enabled": False, "n_shards": 1},
+            "cif_dir": {"enabled": True, "n_shards": 2, "path": str(cifs)},
+        }},
+        "xrd": {
+            "sources": ["cif_dir"], "min_per_group": 8, "max_groups": None, "n_folds": 2, "per_fold": 1,
+            "leakage_bins": 5, "peak_threshold": 0.01, "max_train_per_group": None,
+            "members": [{"model": "spgnet", "range": "inf"}, {"model": "spgvolnet", "range": "inf"}],
+            "seeds": [1, 2], "table3_range": "inf",
+            "train": {"epochs": 1, "batch_size": 8, "lr": 0.001, "volume_weight": 1.0, "threads": 1,
+                      "device": "cpu", "gpus_per_job": 0},
+        },
+    }
+    configfile = tmp_path / "c.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = run_snakemake("xrd", "--cores", "2", "--configfile", str(configfile), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "results/xrd"
+    table3 = pd.read_csv(out / "tables/table3.csv")
+    assert set(zip(table3["model"], table3["kind"])) == {
+        ("SpgNet", "specific"), ("SpgNet", "ensemble"), ("SpgVolNet", "specific"), ("SpgVolNet", "ensemble")}
+    assert table3["folds"].eq(2).all() and table3["accuracy"].between(0, 1).all()
+    for name in ["figures/confusion_spgnet_ensemble.png", "figures/confusion_spgvolnet_II.csv",
+                 "figures/volume_error.png", "tables/table2.md", "tables/table_sxi.md", "tables/topk_spgnet.csv"]:
+        assert (out / name).exists(), name
+    (out / "tables/table3.md").unlink()
+    dry = run_snakemake("xrd_table3", "-n", "--configfile", str(configfile))
+    assert dry.returncode == 0, dry.stderr
+    jobs = dry.stdout + dry.stderr
+    assert "xrd_table3_report" in jobs and "xrd_train" not in jobs and "xrd_profiles" not in jobs

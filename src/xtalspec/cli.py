@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")  # pymatgen's parser warnings are captured per CIF as reject details
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # PatternError is a ValueError
         log.error("%s", exc)
+        print(f"xtalspec: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -110,7 +110,7 @@ def cmd_predict(args) -> int:
     from .prediction.xrd import predict_pattern
 
     result = predict_pattern(args.pattern, args.wavelength, args.models, top=args.top, peak_list=args.peak_list,
-                             model_kind=args.model)
+                             model_kind=args.model, n_atoms=args.n_atoms)
     print(result.text)
     if args.out:
         result.write(args.out)
@@ -171,5 +171,6 @@ def register(sub) -> None:
     p.add_argument("--model", default="spgvolnet", help="which trained family to use (spgnet, spgvolnet)")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--peak-list", action="store_true", default=None, help="the file is a list of peaks")
+    p.add_argument("--n-atoms", type=int, default=None, help="atoms in the primitive cell (to report a volume)")
     p.add_argument("--out", default=None, help="write the ranking (CSV) here")
     p.set_defaults(func=cmd_predict)

@@ -90,3 +90,36 @@ def fetch_options(source):
             ("--include-organic", not opts.get("inorganic_only", True)),
         ]
     )
+
+
+# --- SpgNet / SpgVolNet ---------------------------------------------------------
+
+XRD = config["xrd"]
+XRD_OUT = RESULTS / "xrd"
+ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"]
+
+
+def xrd_shards():
+    return [(src, shard) for src, shard in structure_shards() if src in XRD["sources"]]
+
+
+def xrd_members():
+    """Every trained member: (model, range, fold, seed)."""
+    return [
+        (m["model"], m["range"], fold, seed)
+        for m in XRD["members"]
+        for fold in range(1, XRD["n_folds"] + 1)
+        for seed in XRD["seeds"]
+    ]
+
+
+def member_files(name, models=None, ranges=None):
+    return [
+        str(XRD_OUT / f"models/{m}/{r}/fold{f}/seed{s}/{name}")
+        for m, r, f, s in xrd_members()
+        if (models is None or m in models) and (ranges is None or r in ranges)
+    ]
+
+
+def xrd_models():
+    return sorted({m["model"] for m in XRD["members"]})

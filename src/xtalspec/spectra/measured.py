@@ -15,8 +15,9 @@ powder pattern I(2theta) is turned into that input in five steps:
 Conventions
 -----------
 * Angles are in degrees of 2theta, wavelengths and d in Angstrom, 1/d in 1/Angstrom.
-* Peak intensities are *heights* above the background. With a constant instrumental line
-  shape the height is proportional to the integrated intensity; it is what the paper used.
+* Peak intensities are *heights* above the background (the paper does not say whether it
+  used heights or areas). With a constant instrumental line shape the height is proportional
+  to the integrated intensity.
 * The bins, their edges and the accumulation come from :mod:`xtalspec.spectra.xrd`, so a
   measured peak lands in exactly the bin its reflection has in the ideal profile.
 * Every :class:`PatternError` message starts with the file (or source) it is about.
@@ -29,13 +30,14 @@ such peaks by hand. Strip K-alpha2 before this step, or pass the data as a peak 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import median_filter
-from scipy.signal import find_peaks_cwt, savgol_filter
+from scipy.ndimage import median_filter, uniform_filter1d
+from scipy.signal import find_peaks_cwt, peak_prominences, savgol_filter
 
 from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
 
@@ -111,10 +113,11 @@ def parse_wavelength(text) -> float:
     if key in _BY_KEY:
         return _BY_KEY[key]
     try:
-        value = float(re.sub(r"(angstrom|å|a)$", "", key))
+        value = float(re.sub(r"\s*(angstrom|å|a)$", "", str(text).strip(), flags=re.IGNORECASE))
     except ValueError:
         names = ", ".join(WAVELENGTHS)
-        raise WavelengthError(f"unknown X-ray wavelength {text!r}; use one of {names} or a number in Angstrom") from None
+        raise WavelengthError(
+            f"unknown X-ray wavelength {text!r}; use one of {names} or a number in Angstrom") from None
     return _check_number(value, text)
 
 
@@ -178,7 +181,8 @@ def _numeric_rows(path: Path, text: str) -> list[list[float]]:
                 continue
             raise PatternError(path, f"line {lineno} is not numeric: {line[:60]!r}") from None
         if len(values) not in (2, 3):
-            raise PatternError(path, f"line {lineno} has {len(values)} columns; expected 2 (2theta, intensity) or 3 (2theta, intensity, esd)")
+            raise PatternError(path, f"line {lineno} has {len(values)} columns; expected 2 (2theta, intensity) "
+                                     "or 3 (2theta, intensity, esd)")
         if n_columns is not None and len(values) != n_columns:
             raise PatternError(path, f"line {lineno} has {len(values)} columns, earlier lines {n_columns}")
         n_columns = len(values)
@@ -203,7 +207,8 @@ def _sorted(two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, n
 def _as_pattern(path, two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Checks for a scan; sorts by 2theta and averages repeated 2theta values."""
     if len(two_theta) < MIN_PATTERN_POINTS:
-        raise PatternError(path, f"only {len(two_theta)} points; a measured pattern needs at least {MIN_PATTERN_POINTS} (is it a peak list?)")
+        raise PatternError(path, f"only {len(two_theta)} points; a measured pattern needs at least "
+                                 f"{MIN_PATTERN_POINTS} (is it a peak list?)")
     if not (intensity > 0).any():
         raise PatternError(path, "no positive intensity")
     unique, inverse, counts = np.unique(two_theta, return_inverse=True, return_counts=True)
@@ -257,6 +262,7 @@ def is_peak_list(two_theta) -> bool:
 
 FWHM_RANGE = (0.04, 0.6)  # degrees 2theta: line widths find_peaks_cwt looks for
 BACKGROUND_WIDTH = 1.5  # degrees 2theta: SNIP clipping window (full width)
+BACKGROUND_SMOOTH = 0.3  # degrees 2theta: moving average applied before SNIP
 MAX_WAVELET_WIDTHS = 24
 CWT_MIN_RIDGE = 3  # a ridge must span this many wavelet widths
 
@@ -290,37 +296,53 @@ def _lls_inverse(v: np.ndarray) -> np.ndarray:
     return (np.exp(np.exp(v) - 1.0) - 1.0) ** 2 - 1.0
 
 
+def _edge_extension(v: np.ndarray, m: int) -> np.ndarray:
+    """m values continuing v to the left of index 0 along the line through the minima of v over
+    [0, k) and [k, 2k), k <= m: the local trend of the background, not lifted by a peak near
+    the end (padding with the end value would make a falling background concave there)."""
+    k = min(m, len(v) // 2)
+    if k < 2:
+        return np.full(m, v[0])
+    a = int(np.argmin(v[:k]))
+    b = k + int(np.argmin(v[k : 2 * k]))
+    slope = (v[b] - v[a]) / (b - a)
+    return v[a] + slope * (np.arange(-m, 0) - a)
+
+
 def _snip(y: np.ndarray, half_window: int) -> np.ndarray:
     """SNIP clipping (Ryan et al. 1988; Morhac 2008): for p = 1..m, v_i <- min(v_i, (v_{i-p}+v_{i+p})/2).
 
-    Works on the LLS-transformed signal; the ends are padded with their end values so the
-    first and last points are clipped too.
+    Works on the LLS-transformed signal; both ends are extended by m points along the local
+    background trend (:func:`_edge_extension`) so that the ends are clipped like the middle.
     """
     m = max(1, int(half_window))
-    v = np.pad(_lls(y), m, mode="edge")
+    v0 = _lls(y)
+    v = np.concatenate([_edge_extension(v0, m), v0, _edge_extension(v0[::-1], m)[::-1]])
     for p in range(1, m + 1):
         mean = 0.5 * (v[: -2 * p] + v[2 * p :])
         np.minimum(v[p:-p], mean, out=v[p:-p])
     return _lls_inverse(v[m:-m])
 
 
-def estimate_background(two_theta, intensity, width: float = BACKGROUND_WIDTH) -> np.ndarray:
+def estimate_background(two_theta, intensity, width: float = BACKGROUND_WIDTH,
+                        smooth_width: float = BACKGROUND_SMOOTH) -> np.ndarray:
     """Smooth background under the peaks: SNIP with a clipping window of ``width`` degrees 2theta.
 
-    The scan is first lightly smoothed (Savitzky-Golay, ~``FWHM_RANGE[0]`` wide) so that the
-    clipping follows the mean of the noise rather than its lower envelope. The window must be
-    wider than a peak (or a cluster of overlapping peaks) and narrower than background curvature.
-    Assumes an evenly stepped scan.
+    The scan is first averaged over ``smooth_width`` degrees (moving average: no negative side
+    lobes next to strong peaks), so the clipping follows the mean of the noise rather than its
+    lower envelope. ``width`` must exceed a peak (or a cluster of overlapping peaks) and stay
+    below the scale of the background's curvature. Assumes an evenly stepped scan.
     """
     x = np.asarray(two_theta, dtype=np.float64)
     y = np.asarray(intensity, dtype=np.float64)
     step = float(np.median(np.diff(x)))
-    smoothed = _smooth(y, round(FWHM_RANGE[0] / step))
+    smoothed = uniform_filter1d(y, max(1, round(smooth_width / step)) | 1, mode="nearest")
     return _snip(smoothed, round(0.5 * width / step))
 
 
 def _wavelet_widths(step: float, fwhm_range: tuple[float, float]) -> np.ndarray:
-    """Ricker widths (in points) spanning half of the expected FWHMs, at most 24, geometric."""
+    """Ricker widths in points: half of the expected FWHMs divided by the step, at most
+    ``MAX_WAVELET_WIDTHS`` of them, geometrically spaced."""
     low = max(1.0, 0.5 * fwhm_range[0] / step)
     high = max(low + 1.0, 0.5 * fwhm_range[1] / step)
     return np.unique(np.round(np.geomspace(low, high, MAX_WAVELET_WIDTHS)))
@@ -331,19 +353,25 @@ def _cwt_candidates(net: np.ndarray, widths: np.ndarray) -> np.ndarray:
     wavelet convolution sees no artificial step at the ends of the scan."""
     pad = min(len(net) - 1, int(5 * widths[-1]))
     padded = np.pad(net, pad, mode="reflect")
-    found = find_peaks_cwt(padded, widths, min_snr=1.0, min_length=CWT_MIN_RIDGE, window_size=len(padded) // 20 + 1) - pad
+    found = find_peaks_cwt(padded, widths, min_snr=1.0, min_length=CWT_MIN_RIDGE,
+                           window_size=len(padded) // 20 + 1) - pad
     return found[(found >= 0) & (found < len(net))]
 
 
-def _local_statistics(y: np.ndarray, net: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per point, over a running window: the baseline offset left in ``net`` (its median: SNIP
-    sits slightly under the mean of the noise) and the point-to-point noise of ``y``
-    (1.4826 x median |first difference| / sqrt 2, robust to peaks and following count statistics)."""
-    window = max(51, int(window) | 1)
-    offset = median_filter(net, size=window, mode="nearest")
+def _local_noise(y: np.ndarray, window: int) -> np.ndarray:
+    """Point-to-point noise of ``y`` around each point: 1.4826 x running median of |first
+    difference| / sqrt(2) (robust to peaks; follows the counting statistics along the scan)."""
     jumps = np.abs(np.diff(y, append=y[-1]))
-    sigma = 1.4826 / np.sqrt(2.0) * median_filter(jumps, size=window, mode="nearest")
-    return offset, sigma
+    return 1.4826 / np.sqrt(2.0) * median_filter(jumps, size=max(51, int(window) | 1), mode="nearest")
+
+
+def _prominences(net: np.ndarray, index: np.ndarray, window: int) -> np.ndarray:
+    """How far each local maximum rises above the higher of the lowest points on either side
+    within +-window/2 points (scipy's peak prominence): a noise ripple on the tail of a strong
+    line has a large height above background but a small prominence."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns when a prominence is 0
+        return peak_prominences(net, index, wlen=max(3, int(window) | 1))[0]
 
 
 def _parabola_vertex(y: np.ndarray, i: int) -> tuple[float, float]:
@@ -371,7 +399,8 @@ def _half_width(y: np.ndarray, i: int, limit: int) -> int:
 
 def _fit_top(y: np.ndarray, i: int, half: int) -> tuple[float, float]:
     """Centre (fractional index) and height of a peak: vertex of the least-squares parabola
-    through the points within +-half of the maximum, re-centred once on the first vertex.
+    through the points within +-half of the maximum; the window is then re-centred on that
+    vertex and the fit repeated once.
     Falls back to the 3-point parabola when the fit is not a maximum near i."""
     centre, height = i + _parabola_vertex(y, i)[0], _parabola_vertex(y, i)[1]
     for _ in range(2):
@@ -414,10 +443,16 @@ def find_peaks(two_theta, intensity, *, min_rel_height: float = 0.002, min_snr: 
     2. candidates: ``scipy.signal.find_peaks_cwt`` on the background-subtracted scan with Ricker
        widths from ``0.5 * fwhm_range[0] / step`` to ``0.5 * fwhm_range[1] / step`` points (the
        half widths of the lines looked for, in units of the 2theta step);
-    3. refinement: the local maximum of the smoothed net scan within +-``fwhm_range[0]/step``
-       points, then the vertex of the parabola through it and its two neighbours;
-    4. selection: heights must exceed ``min_snr`` times the point-to-point noise and
-       ``min_rel_height`` times the highest peak.
+    3. refinement: the local maximum of the (Savitzky-Golay smoothed) net scan within
+       +-``fwhm_range[0] / step`` points, then the vertex of a least-squares parabola over
+       +-HWHM points around it (HWHM: median half width of the 5 highest peaks; a 3-point
+       parabola when that fails); the height is the vertex value;
+    4. selection: the height and the prominence (rise above the neighbouring minima within
+       ``background_width``) must both exceed ``min_snr`` times the local point-to-point noise,
+       and the height ``min_rel_height`` times the highest peak (low by default: after LP
+       division a weak high-angle peak can matter as much as a strong low-angle one).
+
+    The scan is put on an even 2theta grid first when its steps vary (linear interpolation).
     """
     x, y = _sorted(np.asarray(two_theta, dtype=np.float64), np.asarray(intensity, dtype=np.float64))
     x, y, step = _uniform(x, y)
@@ -428,9 +463,9 @@ def find_peaks(two_theta, intensity, *, min_rel_height: float = 0.002, min_snr: 
         return np.zeros(0), np.zeros(0)
     centre, height = _refine(net, index, max(2, round(0.5 * fwhm_range[1] / step)))
     positions = x[0] + centre * step
-    baseline, sigma = _local_statistics(y, net, round(2.0 * background_width / step))
-    height = height - baseline[index]
-    keep = (height > min_snr * sigma[index]) & (height >= min_rel_height * height.max())
+    sigma = _local_noise(y, round(2.0 * background_width / step))[index]
+    prominence = _prominences(net, index, round(background_width / step))
+    keep = (np.minimum(height, prominence) > min_snr * sigma) & (height >= min_rel_height * height.max())
     return positions[keep], height[keep]
 
 
@@ -568,12 +603,13 @@ def profile_from_pattern(path, wavelength, peak_list: bool | None = None, *,
     tt_range = (float(two_theta[0]), float(two_theta[-1]))
     inv_d_range = tuple(float(v) for v in inv_d_from_two_theta(tt_range, lam))
     coverage = _coverage(inv_d_range)
-    if coverage == 0.0:
+    if inv_d_range[1] <= INV_D_MIN or inv_d_range[0] >= INV_D_MAX:
         raise PatternError(path, f"2theta {tt_range[0]:.2f}-{tt_range[1]:.2f} degrees covers 1/d "
-                                 f"{inv_d_range[0]:.4f}-{inv_d_range[1]:.4f} 1/Angstrom, outside {_model_range_text(lam)}")
+                                 f"{inv_d_range[0]:.4f}-{inv_d_range[1]:.4f} 1/Angstrom, "
+                                 f"outside {_model_range_text(lam)}")
     positions, heights = (two_theta, intensity) if as_peaks else find_peaks(two_theta, intensity, **peak_options)
     if len(positions) == 0:
-        raise PatternError(path, "no peaks found")
+        raise PatternError(path, "no peaks found in the scan (if it lists peaks, pass peak_list=True)")
     table = peak_table(positions, heights, lam, monochromator_two_theta=monochromator_two_theta)
     profile = _profile(table, path, lam)
     return MeasuredProfile(str(path), lam, profile, table, tt_range, inv_d_range, coverage, as_peaks)

@@ -115,8 +115,10 @@ def _save(path: Path, state: dict) -> None:
 
 
 def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, val_data: ArrayData | None = None,
-          progress_every_s: float = 30.0) -> list[dict]:
-    """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``out_dir/checkpoint.pt``)."""
+          progress_every_s: float = 30.0, fingerprint: str = "") -> list[dict]:
+    """Train ``model`` for ``cfg.epochs`` epochs, resuming from ``out_dir/checkpoint.pt`` when
+    that checkpoint carries the same ``fingerprint`` (data, model and settings other than the
+    epoch count); a checkpoint of another run is ignored and overwritten."""
     torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     out_dir = Path(out_dir)
@@ -128,8 +130,11 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
     shuffle = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     start_epoch = 0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    if state is not None and state.get("fingerprint") != fingerprint:
+        log.warning("ignoring %s: it belongs to another run (data or settings changed)", ckpt_path)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         shuffle.set_state(state["shuffle_rng"])
@@ -168,8 +173,17 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
             _save(ckpt_path, {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch + 1,
                               "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-                              "history": history})
+                              "history": history, "fingerprint": fingerprint})
     return history
+
+
+def run_fingerprint(data_file: str | Path, **identity) -> str:
+    """What a checkpoint must match to be resumed: the data file's bytes and the run's identity."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(Path(data_file).read_bytes()).hexdigest()
+    return hashlib.sha256(json.dumps({"data": digest, **identity}, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _reinitialise(model, seed: int) -> None:

@@ -17,7 +17,7 @@ from ..datasets.spgnet import densify, training_rows, validation_rows
 from ..models.spgnet import build_model
 from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
-from .loop import ArrayData, TrainConfig, pick_device, predict, train
+from .loop import ArrayData, TrainConfig, pick_device, predict, run_fingerprint, train
 
 log = logging.getLogger("xtalspec.training.xrd")
 
@@ -55,7 +55,10 @@ def train_member(dataset: str | Path, model_name: str, range_name: str, fold: in
     log.info("%s %s fold %d seed %d: %d training, %d validation items, %d classes", model_name, range_name, fold,
              cfg.seed, len(train_idx), len(val_idx), len(description["spacegroups"]))
     val = array_data(table, val_idx, with_volume)
-    history = train(model, array_data(table, train_idx, with_volume), cfg, out_dir, val_data=val)
+    settings = {k: v for k, v in cfg.__dict__.items() if k not in ("epochs", "threads", "checkpoint_every", "device")}
+    fingerprint = run_fingerprint(dataset, model=model_name, range=range_name, fold=fold, settings=settings)
+    history = train(model, array_data(table, train_idx, with_volume), cfg, out_dir, val_data=val,
+                    fingerprint=fingerprint)
     out = predict(model, val, pick_device(cfg.device), amp=cfg.amp)
     meta = {
         "model": model_name, "range": range_name, "fold": fold, "seed": cfg.seed,

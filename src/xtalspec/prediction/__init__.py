@@ -1,0 +1,1 @@
+"""Apply trained models to a user's measured data."""
