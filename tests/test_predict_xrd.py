@@ -21,7 +21,7 @@ CU, MO = 1.5418, 0.7107
 def models_dir(dataset_path, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("models")
     for seed in (1, 2, 3):
-        cfg = TrainConfig(epochs=12, batch_size=4, seed=seed, threads=1, device="cpu")
+        cfg = TrainConfig(epochs=20, batch_size=4, seed=seed, threads=2, device="cpu")
         train_member(dataset_path, "spgvolnet", "inf", 1, cfg, root / f"spgvolnet/inf/fold1/seed{seed}")
     return root
 

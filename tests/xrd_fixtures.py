@@ -38,12 +38,15 @@ def write_cif_folder(folder: Path) -> Path:
 
 def simulated_pattern(structure: Structure, wavelength: float, two_theta: tuple[float, float], seed: int = 0,
                       fwhm: float = 0.1, step: float = 0.02, background: float = 200.0, counts: float = 2e4):
-    """A laboratory pattern: pymatgen's peak list (Lorentz–polarisation included) rendered with
-    pseudo-Voigt lines, a decaying background and Poisson counting noise."""
+    """A laboratory pattern: pymatgen's peak list (Lorentz–polarisation included, Debye–Waller
+    B = 2 Å² as in the δ-profiles) rendered with pseudo-Voigt lines, a decaying background and
+    Poisson counting noise."""
     import numpy as np
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
-    peaks = XRDCalculator(wavelength=wavelength).get_pattern(structure, two_theta_range=two_theta)
+    b_factors = {el.symbol: 2.0 for el in structure.composition.elements}
+    calculator = XRDCalculator(wavelength=wavelength, debye_waller_factors=b_factors)
+    peaks = calculator.get_pattern(structure, two_theta_range=two_theta)
     x = np.arange(two_theta[0], two_theta[1], step)
     y = background * (0.3 + np.exp(-(x - two_theta[0]) / 40.0))
     sigma = fwhm / 2.3548

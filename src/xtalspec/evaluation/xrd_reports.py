@@ -71,8 +71,8 @@ def interval_table(per_fold: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row["folds"] = len(part)
         for metric in ("accuracy", "precision", "recall", "f_score"):
-            mean, lo, hi = mean_and_interval(part[metric])
-            row.update({metric: mean, f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+            mean, lo, hi = mean_and_interval(part[metric])  # metrics live in [0, 1]: clip the interval
+            row.update({metric: mean, f"{metric}_ci_low": max(lo, 0.0), f"{metric}_ci_high": min(hi, 1.0)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -104,7 +104,8 @@ def markdown(table: pd.DataFrame, title: str, note: str = "") -> str:
              "|" + "---|" * (len(keys) + len(metric_names))]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join([str(row[k]) for k in keys] + [cell(row, m) for m in metric_names]) + " |")
-    lines += ["", "Mean over validation folds with the 95 % t-interval in brackets (none for a single fold).",
+    lines += ["", "Mean over validation folds with the 95 % t-interval in brackets, clipped to [0, 1] "
+              "(none for a single fold).",
               "", note]
     return "\n".join(lines) + "\n"
 
@@ -197,7 +198,7 @@ def plot_volume(errors: pd.DataFrame, summary: dict, path: Path) -> None:
         ax.axvspan(100 * s["q1"], 100 * s["q3"], color="orange", alpha=0.3,
                    label=f"50 %: {100 * s['q1']:+.1f} % … {100 * s['q3']:+.1f} %")
         ax.axvline(100 * s["median"], color="orange")
-    ax.set_xlabel("(V' − V) / V  [%]")
+    ax.set_xlabel("(V' − V) / V  [%]  (tails gathered in the edge bins)")
     ax.set_ylabel("density")
     ax.set_title("SpgVolNet volume error (paper: 50 % within +1.8 % / −3.4 %)", fontsize=9)
     ax.legend(fontsize=7)
