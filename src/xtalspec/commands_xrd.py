@@ -75,7 +75,7 @@ def cmd_report(args) -> int:
     from .evaluation import xrd_reports as rep
     from .utils.atomic import atomic_write_text
 
-    members = rep.load_predictions(args.predictions)
+    members = [] if args.what == "curves" else rep.load_predictions(args.predictions)
     out = Path(args.out_dir)
     if args.what == "table3":
         rep.write_table(rep.table3(members, args.range), out / "table3.csv", out / "table3.md",
@@ -99,6 +99,8 @@ def cmd_report(args) -> int:
         atomic_write_text(out / "volume_errors.csv", errors.to_csv(index=False))
         atomic_write_text(out / "volume_summary.json", json.dumps(summary, indent=2))
         rep.plot_volume(errors, summary, out / "volume_error.png")
+    elif args.what == "curves":
+        rep.plot_training_curves(args.predictions, out / "training_curves.png")
     elif args.what == "topk":
         for model in sorted({m["meta"]["model"] for m in members}):
             table = rep.top_k_table(members, model, args.range)
@@ -158,8 +160,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = xsub.add_parser("report", help="tables and figures from saved predictions (no training)")
-    p.add_argument("what", choices=["table3", "ranges", "confusion", "volume", "topk"])
-    p.add_argument("--predictions", nargs="+", required=True)
+    p.add_argument("what", choices=["table3", "ranges", "confusion", "volume", "topk", "curves"])
+    p.add_argument("--predictions", nargs="+", required=True,
+                   help="members' predictions.parquet (for 'curves': their history.csv)")
     p.add_argument("--range", default="inf")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_report)

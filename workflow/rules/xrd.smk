@@ -197,6 +197,22 @@ rule xrd_topk_report:
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule xrd_curves_report:
+    """Training curves of every member."""
+    input:
+        member_files("history.csv"),
+    output:
+        report(XRD_OUT / "figures/training_curves.png", caption="../report/xrd_curves.rst", category="SpgNet"),
+    log:
+        LOGS / "xrd/curves.log",
+    benchmark:
+        BENCH / "xrd/curves.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xrd report curves --predictions {input} --out-dir $(dirname {output}) > {log} 2>&1"
+
+
 rule xrd_table3:
     """Target: Table 3 only (from saved predictions)."""
     input:
@@ -224,3 +240,4 @@ rule xrd:
         rules.xrd_confusion_report.output,
         rules.xrd_volume_report.output,
         rules.xrd_topk_report.output,
+        rules.xrd_curves_report.output,

@@ -226,3 +226,31 @@ def top_k_table(members: list[dict], model: str, range_name: str, k: int = 3, ma
                 row["p_ensemble"] = float(mean[i, c])
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def plot_training_curves(history_paths: list[str | Path], path: Path) -> None:
+    """Training loss and validation accuracy per epoch of every member, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    for history_path in history_paths:
+        parts = Path(history_path).parts  # …/models/{model}/{range}/fold{f}/seed{s}/history.csv
+        model, label = parts[-5], "/".join(parts[-4:-1])
+        curves.setdefault(model, []).append((label, pd.read_csv(history_path)))
+    fig, axes = plt.subplots(2, max(len(curves), 1), figsize=(5 * max(len(curves), 1), 6), squeeze=False)
+    for col, (model, runs) in enumerate(sorted(curves.items())):
+        for label, history in runs:
+            axes[0, col].plot(history["epoch"], history["loss"], lw=1, alpha=0.7)
+            if "val_acc" in history:
+                axes[1, col].plot(history["epoch"], history["val_acc"], lw=1, alpha=0.7)
+        axes[0, col].set_title(f"{MODEL_LABELS.get(model, model)} ({len(runs)} members)")
+        axes[0, col].set_ylabel("training loss")
+        axes[1, col].set_ylabel("validation accuracy")
+        axes[1, col].set_xlabel("epoch")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
