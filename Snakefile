@@ -16,10 +16,12 @@ validate(config, "config/schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
+include: "workflow/rules/pdf.smk"
 
 
 rule all:
     input:
         rules.structures.input,
         rules.xrd.input,
+        rules.pdf.input,
     default_target: True

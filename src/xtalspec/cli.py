@@ -125,9 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
 
-    from . import commands_xrd
+    from . import commands_pdf, commands_xrd
 
     commands_xrd.register(sub)
+    commands_pdf.register(sub)
     return parser
 
 

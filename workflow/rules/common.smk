@@ -123,3 +123,31 @@ def member_files(name, models=None, ranges=None):
 
 def xrd_models():
     return sorted({m["model"] for m in XRD["members"]})
+
+
+# --- spacegroupMining (PDF) -------------------------------------------------------
+
+PDF = config["pdf"]
+PDF_OUT = RESULTS / "pdf"
+PDF_SWEEPS = {"rmax": 2, "qmax": 3, "qdamp": 4, "uiso": 5}
+
+
+def pdf_kinds():
+    return ["standard", "randomised"] if PDF["train_randomised"] else ["standard"]
+
+
+def pdf_shard_files(kind):
+    return [
+        str(PDF_OUT / f"profiles/{kind}/{src}/shard-{shard}.parquet")
+        for src, shard in structure_shards()
+        if src in PDF["sources"]
+    ]
+
+
+def pdf_sweep_outputs(parameter):
+    number = PDF_SWEEPS[parameter]
+    return [
+        str(PDF_OUT / f"tables/table{number}_{parameter}.md"),
+        str(PDF_OUT / f"tables/table{number}_{parameter}.csv"),
+        str(PDF_OUT / f"figures/figure{number}_{parameter}.png"),
+    ]

@@ -40,6 +40,8 @@ class TrainConfig:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA
+    lr_decay: float = 0.0  # lr(epoch) = lr · exp(−lr_decay · epoch)
+    class_weights: list[float] | None = None  # weighted cross-entropy
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -66,8 +68,12 @@ class ArrayData:
         return x, y, v
 
 
-def loss_terms(outputs: dict, y: torch.Tensor, v: torch.Tensor | None, volume_weight: float) -> dict:
-    terms = {"ce": F.cross_entropy(outputs["logits"].float(), y)}
+def loss_terms(outputs: dict, y: torch.Tensor, v: torch.Tensor | None, volume_weight: float,
+               weights: torch.Tensor | None = None) -> dict:
+    ce = F.cross_entropy(outputs["logits"].float(), y, reduction="none")
+    if weights is not None:  # Keras' class_weight: mean over the batch of w[y] · CE
+        ce = ce * weights[y]
+    terms = {"ce": ce.mean()}
     if "volume" in outputs and v is not None:
         terms["mae"] = (outputs["volume"].float() - v).abs().mean()
     terms["loss"] = terms["ce"] + volume_weight * terms.get("mae", 0.0)
@@ -143,7 +149,11 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     n = len(train_data)
     last_log = time.monotonic()
+    weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32,
+                                                                     device=device)
     for epoch in range(start_epoch, cfg.epochs):
+        for group in optimiser.param_groups:
+            group["lr"] = cfg.lr * math.exp(-cfg.lr_decay * epoch)
         model.train()
         t0 = time.monotonic()
         order = torch.randperm(n, generator=shuffle).numpy()
@@ -153,7 +163,7 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
             x, y, v = train_data.batch(rows, device)
             with _autocast(device, cfg.amp):
                 outputs = model(x)
-            terms = loss_terms(outputs, y, v, cfg.volume_weight)
+            terms = loss_terms(outputs, y, v, cfg.volume_weight, weights)
             optimiser.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimiser.step()

@@ -1,0 +1,84 @@
+"""Train the PDF space-group classifier and save its test-split predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..datasets.pdfs import class_weights
+from ..models.pdfnet import PDFNet
+from ..provenance import code_version
+from ..utils.atomic import atomic_path, atomic_write_text
+from .loop import ArrayData, TrainConfig, pick_device, predict, run_fingerprint, train
+
+log = logging.getLogger("xtalspec.training.pdf")
+
+
+def write_table(table: pd.DataFrame, description: dict, path: str | Path) -> None:
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({"xtalspec": json.dumps(description | {"code_version": code_version()})})
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd")
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    arrow = pq.read_table(path)
+    return arrow.to_pandas(), json.loads(arrow.schema.metadata[b"xtalspec"])
+
+
+def inputs(frame: pd.DataFrame) -> np.ndarray:
+    return np.stack(frame["x"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, 209), np.float32)
+
+
+def array_data(x: np.ndarray, labels: np.ndarray) -> ArrayData:
+    return ArrayData(make_inputs=lambda rows: x[rows], labels=labels.astype(np.int64))
+
+
+def train_pdf_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Path) -> dict:
+    table, description = read_table(dataset)
+    out_dir = Path(out_dir)
+    groups = description["spacegroups"]
+    train_part, test_part = table[table["split"] == "train"], table[table["split"] == "test"]
+    y_train = train_part["class_index"].to_numpy()
+    cfg.class_weights = class_weights(y_train, len(groups)).tolist()
+    model = PDFNet(len(groups))
+    test = array_data(inputs(test_part), test_part["class_index"].to_numpy())
+    settings = {k: v for k, v in cfg.__dict__.items() if k not in ("epochs", "threads", "checkpoint_every", "device")}
+    history = train(model, array_data(inputs(train_part), y_train), cfg, out_dir, val_data=test,
+                    fingerprint=run_fingerprint(dataset, model="pdfnet", settings=settings))
+    meta = {"model": "pdfnet", "spacegroups": groups, "seed": cfg.seed, "n_train": len(train_part),
+            "dataset": str(dataset), "code_version": code_version(),
+            "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()
+                             if k != "class_weights"}}
+    out = predict(model, test, pick_device(cfg.device), amp=cfg.amp)
+    frame = pd.DataFrame({"id": test_part["id"].to_numpy(), "spacegroup": test_part["spacegroup"].to_numpy(),
+                          "class_index": test_part["class_index"].to_numpy(),
+                          "probabilities": list(out["probabilities"].astype(np.float32))})
+    arrow = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata({"xtalspec": json.dumps(meta)})
+    with atomic_path(out_dir / "predictions.parquet") as tmp:
+        pq.write_table(arrow, tmp)
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    return {"history": history, "meta": meta}
+
+
+def load_pdf_model(path: str | Path, device: str = "cpu"):
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = PDFNet(len(state["meta"]["spacegroups"]))
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), state["meta"]
+
+
+@torch.no_grad()
+def probabilities(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    out = [torch.softmax(model(torch.from_numpy(x[i:i + batch_size]))["logits"], dim=1).numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
