@@ -148,3 +148,28 @@ def test_predict_pdf_on_a_pdf_with_other_qmax_and_qdamp(pdf_run, capsys):
     bad = tmp_path / "empty.gr"
     bad.write_text("")
     assert main(["predict-pdf", str(bad), "--models", str(tmp_path / "results/pdf/models")]) == 2
+
+
+def test_structures_the_calculator_cannot_handle_become_rejects(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pymatgen.core import Lattice, Structure
+
+    from xtalspec.datasets.pdfs import write_pdf_shard
+    from xtalspec.structures.records import SHARD_SCHEMA, structure_to_json
+
+    def row(ident, structure):
+        text = structure_to_json(structure)
+        return {"id": ident, "source": "test", "url": "", "spacegroup": 221, "structure": text, "primitive": text}
+
+    good = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    lonely = Structure(Lattice.cubic(200.0), ["Cs"], [[0, 0, 0]])  # no neighbour within rmax, absurd density
+    shard = tmp_path / "shard-000.parquet"
+    names = ["id", "source", "url", "spacegroup", "structure", "primitive"]
+    schema = pa.schema([SHARD_SCHEMA.field(n) for n in names])
+    pq.write_table(pa.Table.from_pylist([row("good", good), row("lonely", lonely)], schema=schema), shard)
+    result = write_pdf_shard(shard, tmp_path / "pdfs.parquet", tmp_path / "rejects.parquet")
+    assert result == {"pdfs": 1, "rejects": 1, "seconds": result["seconds"]}
+    rejects = pd.read_parquet(tmp_path / "rejects.parquet")
+    assert rejects["id"].tolist() == ["lonely"] and rejects["detail"].iloc[0]
+    assert pd.read_parquet(tmp_path / "pdfs.parquet")["id"].tolist() == ["good"]
