@@ -244,8 +244,6 @@ def relabel_counts(
     Returns ``{"factors", "n_sites", "counts": {factor: Counter(label)},
     "changed": {(f_a, f_b): n}, "transitions": {(f_a, f_b): Counter((label_a, label_b))}}``
     over consecutive factor pairs (labels include None)."""
-    from pymatgen.core import Structure
-
     factors = tuple(float(f) for f in factors)
     pairs = list(zip(factors, factors[1:]))
     counts = {f: Counter() for f in factors}
@@ -253,7 +251,7 @@ def relabel_counts(
     transitions = {p: Counter() for p in pairs}
     n_sites = 0
     for item in structures_and_sites:
-        structure, indices = (item, None) if isinstance(item, Structure) else item
+        structure, indices = (item, None) if hasattr(item, "lattice") else item
         if indices is None:
             indices = [i for i, _ in absorber_sites(structure)]
         if not len(indices):
