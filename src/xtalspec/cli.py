@@ -79,6 +79,14 @@ def cmd_summarize(args) -> int:
     return 0
 
 
+def cmd_spectrum_xanes(args) -> int:
+    from .spectra.feff import spectrum_xanes_cli
+
+    spectrum_xanes_cli(args.cif, args.site, args.preset, args.out, args.timeout)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .structures.sources import SOURCE_NAMES
 
@@ -129,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands_xrd.register(sub)
     commands_pdf.register(sub)
+
+    spectrum = sub.add_parser("spectrum", help="one spectrum of one structure")
+    ssub = spectrum.add_subparsers(dest="spectrum_kind", required=True)
+    xanes = ssub.add_parser("xanes", help="FEFF10 K-edge XANES of one absorbing site")
+    xanes.add_argument("cif")
+    xanes.add_argument("--site", type=int, required=True, help="index of the absorbing site in the CIF's cell")
+    xanes.add_argument("--preset", choices=["fast", "reference"], default="fast")
+    xanes.add_argument("--timeout", type=float, default=3600.0, help="seconds before the FEFF run is killed")
+    xanes.add_argument("-o", "--out", required=True, help="CSV: energy_eV, mu")
+    xanes.set_defaults(func=cmd_spectrum_xanes)
     return parser
 
 
