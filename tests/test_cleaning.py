@@ -33,6 +33,7 @@ BAD_CIFS = {
     "bad_coordinates.cif": (nacl_with(sites="Na1 Na ? 0 0 1\nCl1 Cl 0.5 0.5 0.5 1"), "bad_coordinates"),
     "occupancy.cif": (nacl_with(sites="Na1 Na 0 0 0 1.5\nCl1 Cl 0.5 0.5 0.5 1"), "invalid_occupancy"),
     "unknown_element.cif": (nacl_with(sites="Xx1 Xx 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 1"), "unknown_element"),
+    "ammonium_label.cif": (nacl_with(sites="NH41 NH4 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 1"), "unknown_element"),
     "californium.cif": (nacl_with(sites="Cf1 Cf 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 1"), "element_z_ge_98"),
     "overlap.cif": (NACL.replace("Cl4 Cl 0 0 0.5 1", "Cl4 Cl 0.02 0 0 1"), "overlapping_atoms"),
     "nm_not_angstrom.cif": (nacl_with(cell=CELL_CUBIC.format(a=564.02)), "implausible_density"),

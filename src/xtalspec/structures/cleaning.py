@@ -276,6 +276,9 @@ def _check_structure(structure: Structure, settings: CleaningSettings) -> None:
         for species in site.species:
             if isinstance(species, DummySpecies) or not isinstance(getattr(species, "element", species), Element):
                 raise _Rejected("unknown_element", f"site {site.label}: {species} is not an element")
+            if species.Z > 103:  # no such atom is in a crystal structure: a misread label
+                raise _Rejected("unknown_element", f"site {site.label}: read as {species.symbol} (Z={species.Z}); "
+                                "a label such as 'NH4' that the parser took for a superheavy element")
             if species.Z > settings.max_z:
                 raise _Rejected("element_z_ge_98", f"{species.symbol} (Z={species.Z}) > Z {settings.max_z}")
     if len(structure) > settings.max_atoms:
