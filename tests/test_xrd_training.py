@@ -17,7 +17,8 @@ from xtalspec.datasets.spgnet import build_dataset, leaks, range_masks, training
 from xtalspec.models.spgnet import SpgNet, SpgVolNet, trunk_features
 from xtalspec.spectra.xrd import delta_profile_sparse
 from xtalspec.training.loop import TrainConfig
-from xtalspec.training.xrd import load_member, read_dataset, train_member, write_dataset
+from xtalspec.training.xrd import load_member, train_member
+from xtalspec.utils.tables import read_frame, write_frame
 
 from xrd_fixtures import structures
 
@@ -38,7 +39,7 @@ def dataset_path(tmp_path_factory):
     table, description = build_dataset(pd.DataFrame(rows), min_per_group=8, n_folds=2, per_fold=1, seed=0,
                                        leakage_bins=0)
     path = tmp_path_factory.mktemp("xrd") / "dataset.parquet"
-    write_dataset(table, description, path)
+    write_frame(table, description, path)
     return path
 
 
@@ -51,7 +52,7 @@ def test_architecture_matches_the_paper():
 
 
 def test_ranges_are_nested_and_folds_disjoint(dataset_path):
-    table, description = read_dataset(dataset_path)
+    table, description = read_frame(dataset_path)
     masks = range_masks(table)
     assert masks["sigmaU_eta"].sum() <= masks["sigmaU"].sum() <= masks["2sigmaU"].sum() <= masks["inf"].sum()
     assert not (masks["sigmaU_eta"] & ~masks["2sigmaU_eta"]).any()

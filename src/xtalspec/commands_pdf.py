@@ -15,13 +15,13 @@ def cmd_profiles(args) -> int:
 
 def cmd_dataset(args) -> int:
     from .datasets.pdfs import build_pdf_dataset
-    from .training.pdf import write_table
+    from .utils.tables import write_frame
 
     table, description = build_pdf_dataset(args.pdfs, args.seed, args.test_fraction, args.min_per_group)
     if args.like:  # the randomised-parameter set reuses the standard set's classes and split
-        from .training.pdf import read_table
+        from .utils.tables import read_frame
 
-        reference, ref_description = read_table(args.like)
+        reference, ref_description = read_frame(args.like)
         split = dict(zip(reference["id"] + "|" + reference["source"], reference["split"]))
         keys = table["id"] + "|" + table["source"]
         table = table[keys.isin(split)].reset_index(drop=True)
@@ -29,7 +29,7 @@ def cmd_dataset(args) -> int:
         table["class_index"] = table["spacegroup"].map({g: i for i, g in enumerate(ref_description["spacegroups"])})
         description = dict(ref_description, n_train=int((table["split"] == "train").sum()),
                            n_test=int((table["split"] == "test").sum()), parameters="randomised per structure")
-    write_table(table, description, args.out)
+    write_frame(table, description, args.out)
     print(json.dumps({k: v for k, v in description.items() if k != "spacegroups"}))
     return 0
 
@@ -79,10 +79,11 @@ def cmd_topk(args) -> int:
 def cmd_sweep(args) -> int:
     from .datasets.pdfs import SWEEPS
     from .evaluation.pdf_robustness import plot_sweep, run_sweep, sweep_items, sweep_markdown
-    from .training.pdf import load_pdf_model, probabilities, read_table
+    from .training.pdf import load_pdf_model, probabilities
+    from .utils.tables import read_frame
     from .utils.atomic import atomic_write_text
 
-    table, _ = read_table(args.dataset)
+    table, _ = read_frame(args.dataset)
     items = sweep_items(table, args.fraction, args.seed)
     models = {}
     for path in args.models:

@@ -19,14 +19,14 @@ def cmd_profiles(args) -> int:
 def cmd_dataset(args) -> int:
     from .datasets.spgnet import RANGE_LABELS, build_dataset
     from .datasets.xrd_profiles import read_profiles
-    from .training.xrd import write_dataset
+    from .utils.tables import write_frame
     from .utils.atomic import atomic_write_text
 
     profiles = read_profiles(args.profiles)
     table, description = build_dataset(profiles, args.min_per_group, args.n_folds, args.per_fold, args.seed,
                                        args.max_groups, args.leakage_bins, args.peak_threshold,
                                        args.max_train_per_group)
-    write_dataset(table, description, args.out)
+    write_frame(table, description, args.out)
     tables = Path(args.tables)
     sizes = description["range_sizes"]
     table2 = "\n".join(["# Table 2: data-set sizes after excluding outliers", "",

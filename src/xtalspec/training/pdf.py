@@ -16,21 +16,10 @@ from ..datasets.pdfs import class_weights
 from ..models.pdfnet import PDFNet
 from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.tables import read_frame
 from .loop import ArrayData, TrainConfig, pick_device, predict, run_fingerprint, train
 
 log = logging.getLogger("xtalspec.training.pdf")
-
-
-def write_table(table: pd.DataFrame, description: dict, path: str | Path) -> None:
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({"xtalspec": json.dumps(description | {"code_version": code_version()})})
-    with atomic_path(path) as tmp:
-        pq.write_table(arrow, tmp, compression="zstd")
-
-
-def read_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    arrow = pq.read_table(path)
-    return arrow.to_pandas(), json.loads(arrow.schema.metadata[b"xtalspec"])
 
 
 def inputs(frame: pd.DataFrame) -> np.ndarray:
@@ -42,7 +31,7 @@ def array_data(x: np.ndarray, labels: np.ndarray) -> ArrayData:
 
 
 def train_pdf_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Path) -> dict:
-    table, description = read_table(dataset)
+    table, description = read_frame(dataset)
     out_dir = Path(out_dir)
     groups = description["spacegroups"]
     train_part, test_part = table[table["split"] == "train"], table[table["split"] == "test"]

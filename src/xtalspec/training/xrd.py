@@ -17,22 +17,10 @@ from ..datasets.spgnet import densify, training_rows, validation_rows
 from ..models.spgnet import build_model
 from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.tables import read_frame
 from .loop import ArrayData, TrainConfig, pick_device, predict, run_fingerprint, train
 
 log = logging.getLogger("xtalspec.training.xrd")
-
-
-def write_dataset(table: pd.DataFrame, description: dict, path: str | Path) -> None:
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({"xtalspec": json.dumps(description | {"code_version": code_version()})})
-    with atomic_path(path) as tmp:
-        pq.write_table(arrow, tmp, compression="zstd")
-
-
-def read_dataset(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    arrow = pq.read_table(path)
-    description = json.loads(arrow.schema.metadata[b"xtalspec"])
-    return arrow.to_pandas(), description
 
 
 def array_data(table: pd.DataFrame, rows: np.ndarray, with_volume: bool) -> ArrayData:
@@ -47,7 +35,7 @@ def array_data(table: pd.DataFrame, rows: np.ndarray, with_volume: bool) -> Arra
 
 def train_member(dataset: str | Path, model_name: str, range_name: str, fold: int, cfg: TrainConfig,
                  out_dir: str | Path) -> dict:
-    table, description = read_dataset(dataset)
+    table, description = read_frame(dataset)
     out_dir = Path(out_dir)
     train_idx, val_idx = training_rows(table, range_name, fold), validation_rows(table, fold)
     model = build_model(model_name, len(description["spacegroups"]))
