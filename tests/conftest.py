@@ -91,6 +91,15 @@ def nacl_with(sites: str | None = None, header: str | None = None, cell: str | N
     return text
 
 
+def cif_dir_only(cifs: Path, n_shards: int = 2) -> dict:
+    """The `structures` config section for a workflow run on one CIF folder (no shipped sources)."""
+    return {"sources": {
+        "amcsd": {"enabled": False, "n_shards": 1},
+        "coremof": {"enabled": False, "n_shards": 1},
+        "cif_dir": {"enabled": True, "n_shards": n_shards, "path": str(cifs)},
+    }}
+
+
 @pytest.fixture
 def write_cifs(tmp_path):
     def _write(files: dict[str, str | bytes], folder: str = "cifs") -> Path:

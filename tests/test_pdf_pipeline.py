@@ -9,6 +9,8 @@ import pytest
 from xtalspec.datasets.pdfs import PAPER_GROUPS, PAPER_PARAMS, SWEEPS, class_weights, sample_params
 from xtalspec.prediction.pdf import PDFFileError, check_grid_overlap, read_gr
 
+from conftest import cif_dir_only
+
 GR_PDFGETX3 = """[DEFAULT]
 version = pdfgetx3-2.1.1
 [Experiment]
@@ -77,11 +79,7 @@ def test_paper_constants():
 def _tiny_pdf_config(tmp_path, cifs):
     return {
         "results": str(tmp_path / "results"),
-        "structures": {"sources": {
-            "amcsd": {"enabled": False, "n_shards": 1},
-            "coremof": {"enabled": False, "n_shards": 1},
-            "cif_dir": {"enabled": True, "n_shards": 2, "path": str(cifs)},
-        }},
+        "structures": cif_dir_only(cifs),
         "pdf": {"sources": ["cif_dir"], "min_per_group": 2, "test_fraction": 0.25, "sweep_fraction": 1.0,
                 "n_bootstrap": 20, "train_randomised": True,
                 "train": {"epochs": 40, "batch_size": 8, "lr": 0.002, "lr_decay": 0.025, "seed": 1, "threads": 1,

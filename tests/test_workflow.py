@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from conftest import NACL, RUTILE_AS_P1
+from conftest import NACL, RUTILE_AS_P1, cif_dir_only
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -41,11 +41,7 @@ def test_structures_target_on_a_user_folder(tmp_path):
     (cifs / "broken.cif").write_text("data_x\n_cell_length_a 3\n")
     config = {
         "results": str(tmp_path / "results"),
-        "structures": {"sources": {
-            "amcsd": {"enabled": False, "n_shards": 1},
-            "coremof": {"enabled": False, "n_shards": 1},
-            "cif_dir": {"enabled": True, "n_shards": 2, "path": str(cifs)},
-        }},
+        "structures": cif_dir_only(cifs),
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake("structures", "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
@@ -64,11 +60,7 @@ def test_xrd_system_end_to_end_and_table3_rebuilds_without_training(tmp_path):
     cifs = write_cif_folder(tmp_path / "structure_types")
     config = {
         "results": str(tmp_path / "results"),
-        "structures": {"sources": {
-            "amcsd": {"enabled": False, "n_shards": 1},
-            "coremof": {"enabled": False, "n_shards": 1},
-            "cif_dir": {"enabled": True, "n_shards": 2, "path": str(cifs)},
-        }},
+        "structures": cif_dir_only(cifs),
         "xrd": {
             "sources": ["cif_dir"], "min_per_group": 8, "max_groups": None, "n_folds": 2, "per_fold": 1,
             "leakage_bins": 5, "peak_threshold": 0.01, "max_train_per_group": None,

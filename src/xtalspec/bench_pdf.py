@@ -19,20 +19,12 @@ import contextlib
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 
 from .spectra import pdf as pdfmod
-
-
-def _one_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
+from .utils.timing import ms_per_item, one_thread
 
 
 def pdffit2_available() -> bool:
@@ -89,26 +81,19 @@ def pdffit2_pdf(stru, rmin: float = 0.01, rmax: float = pdfmod.RMAX, rstep: floa
     return r, g
 
 
-def _ms_per_structure(fn, items) -> float:
-    start = time.perf_counter()
-    for item in items:
-        fn(item)
-    return 1000.0 * (time.perf_counter() - start) / len(items)
-
-
 def bench_pdf(structures, repeats: int = 3) -> dict:
     """Median over repeats of the mean ms/structure of our pdf() and of PDFfit2 (paper settings)."""
     structures = list(structures)
     with_pdffit2 = pdffit2_available()
     diffpy_structures = [to_diffpy(s) for s in structures] if with_pdffit2 else []
     ours, theirs = [], []
-    with _one_thread(), warnings.catch_warnings():
+    with one_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pdfmod.pdf(structures[0])  # imports, cached broadening matrix
         for _ in range(repeats):
-            ours.append(_ms_per_structure(pdfmod.pdf, structures))
+            ours.append(ms_per_item(pdfmod.pdf, structures))
             if with_pdffit2:
-                theirs.append(_ms_per_structure(pdffit2_pdf, diffpy_structures))
+                theirs.append(ms_per_item(pdffit2_pdf, diffpy_structures))
     ms_ours = statistics.median(ours)
     result = {
         "n_structures": len(structures),

@@ -9,26 +9,11 @@ installed), since pymatgen's calculator is single-threaded Python.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
-import time
 import warnings
 
-
-def _one_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
-def _ms_per_structure(fn, structures) -> float:
-    start = time.perf_counter()
-    for structure in structures:
-        fn(structure)
-    return 1000.0 * (time.perf_counter() - start) / len(structures)
+from .utils.timing import ms_per_item, one_thread
 
 
 def bench_delta_vs_pymatgen(structures, repeats: int = 3) -> dict:
@@ -44,12 +29,12 @@ def bench_delta_vs_pymatgen(structures, repeats: int = 3) -> dict:
         return calculator.get_pattern(structure, two_theta_range=(10, 110))
 
     ours, theirs = [], []
-    with _one_thread(), warnings.catch_warnings():
+    with one_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         delta_profile(structures[0])  # warm the form-factor table
         for _ in range(repeats):
-            ours.append(_ms_per_structure(delta_profile, structures))
-            theirs.append(_ms_per_structure(pymatgen_pattern, structures))
+            ours.append(ms_per_item(delta_profile, structures))
+            theirs.append(ms_per_item(pymatgen_pattern, structures))
     ms_ours, ms_pymatgen = statistics.median(ours), statistics.median(theirs)
     return {
         "n_structures": len(structures),
