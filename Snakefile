@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
 include: "workflow/rules/pdf.smk"
+include: "workflow/rules/xanes.smk"
 
 
 rule all:
@@ -24,4 +25,5 @@ rule all:
         rules.structures.input,
         rules.xrd.input,
         rules.pdf.input,
+        rules.xanes.input,
     default_target: True

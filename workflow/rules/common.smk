@@ -1,5 +1,6 @@
 # Shared helpers: where results go, which sources are on, which shards exist.
 
+import json
 from pathlib import Path
 
 RESULTS = Path(config.get("results", "results"))
@@ -151,3 +152,30 @@ def pdf_sweep_outputs(parameter):
         str(PDF_OUT / f"tables/table{number}_{parameter}.csv"),
         str(PDF_OUT / f"figures/figure{number}_{parameter}.png"),
     ]
+
+
+XANES = config["xanes"]
+XANES_OUT = RESULTS / "xanes"
+XANES_MODELS = ("mlp", "cnn")
+
+
+def xanes_structure_shards():
+    return [
+        str(RESULTS / f"structures/{src}/shard-{shard}.parquet")
+        for src, shard in structure_shards()
+        if src in XANES["sources"]
+    ]
+
+
+def xanes_feff_files(kind="spectra"):
+    return [
+        str(XANES_OUT / f"feff/{element}/{kind}-{k:03d}.parquet")
+        for element in XANES["elements"]
+        for k in range(XANES["feff"]["n_shards"])
+    ]
+
+
+def xanes_train_json():
+    import json
+
+    return json.dumps(dict(XANES["train"], seed=config.get("seed", 0)), separators=(",", ":"))

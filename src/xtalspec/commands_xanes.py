@@ -1,0 +1,146 @@
+"""``xtalspec xanes …``: the XANES coordination classifier's pipeline commands (paper 004)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _json_arg(text: str | None):
+    return json.loads(text) if text else None
+
+
+def cmd_sites(args) -> int:
+    from .datasets.xanes_sites import write_sites
+
+    summary = write_sites(args.structures, args.element, args.out, args.rejects,
+                          distance_factor=args.distance_factor, compare_factor=args.compare_factor,
+                          max_per_class=_json_arg(args.max_per_class), max_structures=args.max_structures,
+                          max_elements=args.max_elements, max_atoms=args.max_atoms, seed=args.seed)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_feff(args) -> int:
+    from .datasets.xanes_spectra import write_feff_shard
+
+    result = write_feff_shard(args.sites, args.shard, args.n_shards, args.preset, args.workroot, args.out,
+                              args.rejects, timeout_s=args.timeout, keep_bulky=args.keep_bulky)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    from .datasets.xanes_spectra import build_xanes_dataset
+    from .utils.tables import write_frame
+
+    dataset, rejects, meta = build_xanes_dataset(args.spectra, args.feff_rejects, min_coverage=args.min_coverage,
+                                                 dedup_tol=args.dedup_tol, pre_edge_offset=args.pre_edge_offset)
+    write_frame(dataset, meta, args.out)
+    write_frame(rejects, {"stage": "xanes_dataset"}, args.rejects)
+    print(json.dumps({e: i["counts"] for e, i in meta["elements"].items()}))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training.xanes import train_element
+    from .utils.atomic import atomic_write_text
+    from .utils.tables import read_frame, write_frame
+
+    dataset, meta = read_frame(args.dataset)
+    cfg = _json_arg(args.config) or {}
+    predictions, summary = train_element(dataset, meta, args.element, args.model, cfg)
+    write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from .models.xanes import save_bundle
+    from .training.xanes import train_bundle
+    from .utils.tables import read_frame
+
+    dataset, meta = read_frame(args.dataset)
+    bundle, models = train_bundle(dataset, meta, args.element, _json_arg(args.config) or {})
+    bundle["provenance"] = {"dataset": str(args.dataset), "code_version": meta.get("code_version")}
+    save_bundle(args.out_dir, bundle, models)
+    return 0
+
+
+def cmd_report(args) -> int:
+    import pandas as pd
+
+    from .evaluation import xanes_reports
+    from .provenance import code_version
+    from .utils.tables import read_frame
+
+    predictions = pd.concat([read_frame(p)[0] for p in args.predictions], ignore_index=True)
+    dataset, meta = read_frame(args.dataset)
+    provenance = {"code_version": code_version(), "dataset": str(args.dataset),
+                  "predictions": [str(p) for p in args.predictions], "config": _json_arg(args.config)}
+    xanes_reports.write_all(predictions, dataset, meta, args.tables, args.figures, provenance)
+    return 0
+
+
+def register(sub) -> None:
+    xanes = sub.add_parser("xanes", help="XANES coordination classifier: sites, FEFF, data set, training, reports")
+    xsub = xanes.add_subparsers(dest="xanes_command", required=True)
+
+    p = xsub.add_parser("sites", help="label the absorbing sites of one element (ChemEnv) and pick them")
+    p.add_argument("--structures", nargs="+", required=True, help="structure shards")
+    p.add_argument("--element", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rejects", required=True)
+    p.add_argument("--distance-factor", type=float, default=1.2)
+    p.add_argument("--compare-factor", type=float, default=1.4)
+    p.add_argument("--max-per-class", default=None, help='JSON, e.g. {"T4": 8, "S5": 6, "O6": 10}')
+    p.add_argument("--max-structures", type=int, default=None)
+    p.add_argument("--max-elements", type=int, default=None)
+    p.add_argument("--max-atoms", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sites)
+
+    p = xsub.add_parser("feff", help="FEFF10 spectra of one shard of an element's selected sites")
+    p.add_argument("--sites", required=True)
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--n-shards", type=int, required=True)
+    p.add_argument("--preset", choices=["fast", "reference"], default="fast")
+    p.add_argument("--workroot", required=True, help="folder of the per-site FEFF work directories")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per site")
+    p.add_argument("--keep-bulky", action="store_true", help="keep FEFF's binary intermediates")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rejects", required=True)
+    p.set_defaults(func=cmd_feff)
+
+    p = xsub.add_parser("dataset", help="grid, scaling, duplicates, pre-edge cutoff (Table I)")
+    p.add_argument("--spectra", nargs="+", required=True)
+    p.add_argument("--feff-rejects", nargs="*", default=[])
+    p.add_argument("--min-coverage", type=float, default=0.9)
+    p.add_argument("--dedup-tol", type=float, default=0.015)
+    p.add_argument("--pre-edge-offset", type=float, default=0.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rejects", required=True)
+    p.set_defaults(func=cmd_dataset)
+
+    p = xsub.add_parser("train", help="bootstrap folds of one element and model (all variants and tests)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--element", required=True)
+    p.add_argument("--model", choices=["mlp", "cnn"], required=True)
+    p.add_argument("--config", default=None, help="JSON training settings (see xtalspec.training.xanes)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+
+    p = xsub.add_parser("bundle", help="final MLP + CNN of one element on all its spectra (for predict-xanes)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--element", required=True)
+    p.add_argument("--config", default=None)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_bundle)
+
+    p = xsub.add_parser("report", help="Tables I–III, Figures 3, 5, 6, PCA and gallery from saved predictions")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--predictions", nargs="+", required=True)
+    p.add_argument("--tables", required=True)
+    p.add_argument("--figures", required=True)
+    p.add_argument("--config", default=None)
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,127 @@
+"""The XANES coordination classifiers of Carbone et al. (paper 004) and their saved bundle.
+
+MLP: 100 standardised points → 90 → 60 → 20 (ReLU, dropout 0.3 after each) → 3 logits.
+CNN: the same MLP behind one Conv1d (8 filters, kernel 10, stride 1, Keras 'valid' padding,
+ReLU) and MaxPool 2 — 100 points → 8 × 91 → 8 × 45 → 360 inputs to the MLP.
+Softmax is applied by the loss / at prediction time.
+
+A trained element is saved as a *bundle* directory::
+
+    bundle.json   element, classes, grid (absolute eV, the model's input energies), e0 (median
+                  edge energy of the training spectra, eV), pre_edge_index, features
+                  ("full" | "pre"), scaler_mean / scaler_std (per input point), models
+                  {"mlp": "mlp.pt", "cnn": "cnn.pt"}, n_train, provenance
+    mlp.pt, cnn.pt state dicts (torch.save; loaded with weights_only=True)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import keras_init
+
+CLASSES = ("T4", "S5", "O6")
+HIDDEN = (90, 60, 20)
+DROPOUT = 0.3
+MODEL_KINDS = ("mlp", "cnn")
+BUNDLE_JSON = "bundle.json"
+
+
+def _mlp(n_in: int, n_classes: int) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in HIDDEN:
+        layers += [nn.Linear(n_in, width), nn.ReLU(), nn.Dropout(DROPOUT)]
+        n_in = width
+    return layers + [nn.Linear(n_in, n_classes)]
+
+
+class XanesMLP(nn.Module):
+    def __init__(self, n_points: int = 100, n_classes: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(*_mlp(n_points, n_classes))
+        keras_init(self)
+
+    def reset_parameters(self) -> None:
+        keras_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, n_points) -> logits
+        return self.net(x)
+
+
+class XanesCNN(nn.Module):
+    def __init__(self, n_points: int = 100, n_classes: int = 3, filters: int = 8, kernel: int = 10,
+                 pool: int = 2):
+        super().__init__()
+        if n_points < kernel + pool - 1:
+            raise ValueError(f"{n_points} input points are too few for kernel {kernel}")
+        self.conv = nn.Sequential(nn.Conv1d(1, filters, kernel), nn.ReLU(), nn.MaxPool1d(pool))
+        n_flat = filters * ((n_points - kernel + 1) // pool)
+        self.head = nn.Sequential(*_mlp(n_flat, n_classes))
+        keras_init(self)
+
+    def reset_parameters(self) -> None:
+        keras_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.unsqueeze(1)).flatten(1))
+
+
+def build_model(kind: str, n_points: int, n_classes: int = len(CLASSES)) -> nn.Module:
+    if kind == "mlp":
+        return XanesMLP(n_points, n_classes)
+    if kind == "cnn":
+        return XanesCNN(n_points, n_classes)
+    raise ValueError(f"unknown XANES model {kind!r}; known: {MODEL_KINDS}")
+
+
+def save_bundle(directory, meta: dict, models: dict[str, nn.Module]) -> Path:
+    """Write ``bundle.json`` and one state dict per model (atomic renames)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for kind, model in models.items():
+        tmp = directory / f".{kind}.pt.tmp"
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        tmp.replace(directory / f"{kind}.pt")
+        files[kind] = f"{kind}.pt"
+    meta = dict(meta, models=files)
+    tmp = directory / f".{BUNDLE_JSON}.tmp"
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    tmp.replace(directory / BUNDLE_JSON)
+    return directory / BUNDLE_JSON
+
+
+def load_bundle(directory) -> tuple[dict, dict[str, nn.Module]]:
+    """(meta, {kind: model in eval mode}) from a bundle directory; weights loaded weights_only."""
+    directory = Path(directory)
+    path = directory / BUNDLE_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"no XANES model bundle in {directory} (missing {BUNDLE_JSON})")
+    meta = json.loads(path.read_text())
+    models = {}
+    for kind, name in meta["models"].items():
+        model = build_model(kind, len(meta["grid"]), len(meta["classes"]))
+        state = torch.load(directory / Path(name).name, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        models[kind] = model.eval()
+    return meta, models
+
+
+def standardise(x: np.ndarray, meta: dict) -> np.ndarray:
+    """Inputs scaled with the bundle's per-point mean and standard deviation (float32)."""
+    mean = np.asarray(meta["scaler_mean"], dtype=np.float64)
+    std = np.asarray(meta["scaler_std"], dtype=np.float64)
+    return ((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32)
+
+
+@torch.no_grad()
+def class_probabilities(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """Softmax probabilities (n, n_classes) for standardised inputs ``x`` (n, n_points)."""
+    model.eval()
+    logits = model(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+    return torch.softmax(logits.float(), dim=1).numpy()

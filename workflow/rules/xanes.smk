@@ -1,0 +1,198 @@
+# XANES coordination classifier (Carbone et al. 2019): absorbing sites -> ChemEnv labels ->
+# FEFF10 K-edge spectra -> per-element grid -> MLP/CNN over bootstrap folds -> Tables I-III, Figs.
+
+
+rule xanes_sites:
+    """Symmetry-inequivalent absorber sites of one element, ChemEnv T4/S5/O6 labels, quotas."""
+    input:
+        xanes_structure_shards(),
+    output:
+        sites=XANES_OUT / "sites/{element}.parquet",
+        rejects=XANES_OUT / "sites/{element}-rejects.parquet",
+    params:
+        options=lambda wc: _flags(
+            [
+                ("--distance-factor", XANES["distance_factor"]),
+                ("--compare-factor", XANES["compare_factor"]),
+                ("--max-per-class", json.dumps(XANES["max_per_class"]) if XANES["max_per_class"] else None),
+                ("--max-structures", XANES["max_structures"]),
+                ("--max-elements", XANES["max_elements"]),
+                ("--max-atoms", XANES["max_atoms"]),
+                ("--seed", config.get("seed", 0)),
+            ]
+        ),
+    log:
+        LOGS / "xanes/sites-{element}.log",
+    benchmark:
+        BENCH / "xanes/sites-{element}.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes sites --structures {input} --element {wildcards.element} --out {output.sites} "
+        "--rejects {output.rejects} {params.options} > {log} 2>&1"
+
+
+rule xanes_feff:
+    """FEFF10 K-edge XANES of one shard of an element's sites (resumable per site)."""
+    input:
+        XANES_OUT / "sites/{element}.parquet",
+    output:
+        spectra=XANES_OUT / "feff/{element}/spectra-{shard}.parquet",
+        rejects=XANES_OUT / "feff/{element}/rejects-{shard}.parquet",
+    params:
+        n_shards=XANES["feff"]["n_shards"],
+        preset=XANES["feff"]["preset"],
+        timeout=XANES["feff"]["timeout_s"],
+        keep=lambda wc: "--keep-bulky" if XANES["feff"]["keep_bulky"] else "",
+        workroot=lambda wc: XANES_OUT / f"feff/workdirs/{XANES['feff']['preset']}",
+    log:
+        LOGS / "xanes/feff-{element}-{shard}.log",
+    benchmark:
+        BENCH / "xanes/feff-{element}-{shard}.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes feff --sites {input} --shard $((10#{wildcards.shard})) --n-shards {params.n_shards} "
+        "--preset {params.preset} --timeout {params.timeout} --workroot {params.workroot} {params.keep} "
+        "--out {output.spectra} --rejects {output.rejects} > {log} 2>&1"
+
+
+rule xanes_dataset:
+    """Per-element 100-point grid, scaling, duplicate removal, pre-edge cutoff."""
+    input:
+        spectra=xanes_feff_files("spectra"),
+        rejects=xanes_feff_files("rejects"),
+    output:
+        dataset=XANES_OUT / "dataset/spectra.parquet",
+        rejects=XANES_OUT / "dataset/rejects.parquet",
+    params:
+        options=_flags(
+            [
+                ("--min-coverage", XANES["dataset"]["min_coverage"]),
+                ("--dedup-tol", XANES["dataset"]["dedup_tol"]),
+                ("--pre-edge-offset", XANES["dataset"]["pre_edge_offset"]),
+            ]
+        ),
+    log:
+        LOGS / "xanes/dataset.log",
+    benchmark:
+        BENCH / "xanes/dataset.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes dataset --spectra {input.spectra} --feff-rejects {input.rejects} {params.options} "
+        "--out {output.dataset} --rejects {output.rejects} > {log} 2>&1"
+
+
+rule xanes_train:
+    """Bootstrap folds of one element and model: all variants, shift and noise tests."""
+    input:
+        XANES_OUT / "dataset/spectra.parquet",
+    output:
+        XANES_OUT / "predictions/{element}-{model}.parquet",
+    wildcard_constraints:
+        model="mlp|cnn",
+    params:
+        config=lambda wc: xanes_train_json(),
+    threads: XANES["train"]["threads"]
+    resources:
+        gpu=XANES["train"]["gpus_per_job"],
+    log:
+        LOGS / "xanes/train-{element}-{model}.log",
+    benchmark:
+        BENCH / "xanes/train-{element}-{model}.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes train --dataset {input} --element {wildcards.element} --model {wildcards.model} "
+        "--config '{params.config}' --out {output} > {log} 2>&1"
+
+
+rule xanes_bundle:
+    """Final MLP and CNN of one element on all its spectra, for `xtalspec predict-xanes`."""
+    input:
+        XANES_OUT / "dataset/spectra.parquet",
+    output:
+        XANES_OUT / "models/{element}/bundle.json",
+    params:
+        config=lambda wc: xanes_train_json(),
+    threads: XANES["train"]["threads"]
+    resources:
+        gpu=XANES["train"]["gpus_per_job"],
+    log:
+        LOGS / "xanes/bundle-{element}.log",
+    benchmark:
+        BENCH / "xanes/bundle-{element}.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes bundle --dataset {input} --element {wildcards.element} --config '{params.config}' "
+        "--out-dir $(dirname {output}) > {log} 2>&1"
+
+
+rule xanes_report:
+    """Tables I-III, Figures 3, 5, 6, PCA and the spectra gallery, from saved predictions."""
+    input:
+        dataset=XANES_OUT / "dataset/spectra.parquet",
+        predictions=expand(
+            XANES_OUT / "predictions/{element}-{model}.parquet", element=XANES["elements"], model=XANES_MODELS
+        ),
+    output:
+        table1=report(XANES_OUT / "tables/xanes_table1.md", caption="../report/xanes_tables.rst", category="XANES"),
+        table2=report(XANES_OUT / "tables/xanes_table2.md", caption="../report/xanes_tables.rst", category="XANES"),
+        table3=report(XANES_OUT / "tables/xanes_table3.md", caption="../report/xanes_tables.rst", category="XANES"),
+        figure3=report(XANES_OUT / "figures/xanes_fig3_f1.png", caption="../report/xanes_figures.rst", category="XANES"),
+        figure5=report(XANES_OUT / "figures/xanes_fig5_shift.png", caption="../report/xanes_figures.rst", category="XANES"),
+        figure6=report(XANES_OUT / "figures/xanes_fig6_noise.png", caption="../report/xanes_figures.rst", category="XANES"),
+        pca=report(XANES_OUT / "figures/xanes_fig2_pca.png", caption="../report/xanes_figures.rst", category="XANES"),
+        gallery=report(XANES_OUT / "figures/xanes_fig2_gallery.png", caption="../report/xanes_figures.rst", category="XANES"),
+        summary=XANES_OUT / "tables/xanes_summary.json",
+    params:
+        config=lambda wc: json.dumps(XANES, separators=(",", ":")),
+    log:
+        LOGS / "xanes/report.log",
+    benchmark:
+        BENCH / "xanes/report.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes report --dataset {input.dataset} --predictions {input.predictions} "
+        "--tables $(dirname {output.table1}) --figures $(dirname {output.figure3}) "
+        "--config '{params.config}' > {log} 2>&1"
+
+
+rule xanes_table1:
+    input:
+        rules.xanes_report.output.table1,
+
+
+rule xanes_table2:
+    input:
+        rules.xanes_report.output.table2,
+
+
+rule xanes_table3:
+    input:
+        rules.xanes_report.output.table3,
+
+
+rule xanes_figure3:
+    input:
+        rules.xanes_report.output.figure3,
+
+
+rule xanes_figure5:
+    input:
+        rules.xanes_report.output.figure5,
+
+
+rule xanes_figure6:
+    input:
+        rules.xanes_report.output.figure6,
+
+
+rule xanes:
+    """The XANES system: tables, figures and the per-element model bundles."""
+    input:
+        rules.xanes_report.output,
+        expand(XANES_OUT / "models/{element}/bundle.json", element=XANES["elements"]),
