@@ -202,3 +202,14 @@ def test_cli_writes_two_column_csv(fast_run, rutile_cif, tmp_path):
     table = np.loadtxt(out, delimiter=",", skiprows=1)
     assert table.shape == (len(fast_run.energy), 2)
     np.testing.assert_allclose(table[:, 0], fast_run.energy, atol=1e-4)
+
+
+def test_scf_out_of_iterations_is_accepted_only_when_the_fermi_level_settled(tmp_path):
+    (tmp_path / "feff.inp").write_text("SCF 3.5 0 20 0.2 1\n")
+    settled = "".join(f"New Fermi level:    mu= {mu:.3f} eV  Charge distance=  0.0040\n"
+                      for mu in (-9.2, -9.6, -9.47, -9.472, -9.471))
+    (tmp_path / "log1.dat").write_text(settled + ":WARNING Convergence not reached; ran out of iterations.\n")
+    assert check_logs(tmp_path) == ""
+    moving = "".join(f"New Fermi level:    mu= {mu:.3f} eV\n" for mu in (-9.2, -9.6, -9.3, -9.5, -9.35))
+    (tmp_path / "log1.dat").write_text(moving + ":WARNING Convergence not reached; ran out of iterations.\n")
+    assert "not converged" in check_logs(tmp_path)

@@ -101,6 +101,10 @@ RESULT_NAME = "feff_result.json"
 #: files of a previous run that must not be mistaken for the output of a new one
 _STALE = ("xmu.dat", RESULT_NAME, LOG_NAME, "convergence.scf", "log1.dat")
 _ERROR_MARKER = "XTALSPEC_FEFF_ERROR"
+_FERMI = re.compile(r"New Fermi level:\s*mu=\s*([-+0-9.Ee]+)")
+#: an SCF that ran out of iterations is accepted when its last FERMI_WINDOW Fermi levels agree
+FERMI_WINDOW = 3
+FERMI_TOL_EV = 0.05
 #: messages in FEFF's logs that make a finished run "failed"
 _LOG_FAILURES = (
     (re.compile(r"Convergence not reached", re.I), "SCF not converged (ran out of iterations)"),
@@ -238,20 +242,37 @@ def _read_text(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
+def fermi_levels(text: str) -> list[float]:
+    """The Fermi level (eV) after each SCF iteration, from FEFF's log."""
+    return [float(m) for m in _FERMI.findall(text)]
+
+
+def scf_settled(text: str) -> bool:
+    """True when the last ``FERMI_WINDOW`` SCF Fermi levels agree within ``FERMI_TOL_EV``."""
+    levels = fermi_levels(text)
+    return len(levels) >= FERMI_WINDOW and np.ptp(levels[-FERMI_WINDOW:]) <= FERMI_TOL_EV
+
+
 def check_logs(workdir) -> str:
     """Reason a finished run is not trustworthy according to FEFF's logs ("" when none).
 
     Looks for non-convergence / fatal-error messages in ``feff.log`` and ``log*.dat``, and,
     when ``feff.inp`` asks for SCF potentials, for "Convergence reached" in ``log1.dat``.
+    FEFF's own SCF criterion is on the charge distance; a run that ran out of iterations
+    while its Fermi level had already settled (last 3 iterations within 0.05 eV, far below the
+    ~1 eV core-hole broadening) is accepted — it ends FEFF's SCF loop with the same potentials.
     """
     workdir = Path(workdir)
     logs = [workdir / LOG_NAME, *sorted(workdir.glob("log*.dat"))]
     text = "\n".join(_read_text(path) for path in logs)
+    scf_log = _read_text(workdir / "log1.dat") or _read_text(workdir / LOG_NAME)
     for pattern, reason in _LOG_FAILURES:
         if pattern.search(text):
+            if reason.startswith("SCF not converged") and scf_settled(scf_log):
+                continue
             return reason
     wants_scf = re.search(r"^\s*SCF\b", _read_text(workdir / "feff.inp"), re.M)
-    if wants_scf and "Convergence reached" not in _read_text(workdir / "log1.dat"):
+    if wants_scf and "Convergence reached" not in scf_log and not scf_settled(scf_log):
         return "SCF convergence not reported in log1.dat"
     return ""
 
@@ -358,17 +379,24 @@ def _save_record(result: FeffResult, preset_name: str) -> None:
 
 
 def load_cached(workdir, input_sha256: str) -> FeffResult | None:
-    """An earlier valid result in ``workdir`` for the input with this hash, else None."""
+    """An earlier finished result in ``workdir`` for the input with this hash, else None.
+
+    A run that finished (ok, failed or unphysical) is not repeated: its output is validated
+    again (so the current acceptance rules apply) and returned. A run that timed out, or
+    that never wrote a record (killed), is repeated (a later run may allow more time)."""
     workdir = Path(workdir).resolve()
     try:
         record = json.loads((workdir / RESULT_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if record.get("status") != "ok" or record.get("input_sha256") != input_sha256:
+    if record.get("status") not in ("ok", "failed", "unphysical") or record.get("input_sha256") != input_sha256:
         return None
     result = validate_output(workdir, float(record.get("seconds", 0.0)))
     if not result.ok:
-        return None
+        if record["status"] == "ok":
+            return None  # its files were changed or removed since: run again
+        if result.reason == "no xmu.dat written" and record.get("reason"):
+            result.reason = record["reason"]  # FEFF's own error, recorded when it failed
     result.input_sha256, result.cached = input_sha256, True
     return result
 

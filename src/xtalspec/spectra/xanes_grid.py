@@ -2,11 +2,15 @@
 
 Conventions (shared by the FEFF data set and measured spectra):
 
-* **Edge energy E0** — the energy of the largest slope dμ/dE of the spectrum after a light
-  smoothing (3-point running mean on a 0.1 eV resampling) *on the main edge*: only points
-  where μ does not fall again within the next ``RISE_EV`` (4 eV) by more than 5 % of the
-  spectrum's range, and is by then at least 10 % of the range higher, count, so the rising side of a sharp pre-edge peak (tetrahedral Ti, V, Cr)
-  is never taken for the edge. Searched within ``window`` eV of a guess when one is given.
+* **Edge energy E0** — the largest slope dμ/dE *of the main edge*: on a 0.1 eV resampling
+  lightly smoothed (3-point running mean), the half-step level is halfway between the pre-edge
+  baseline (median of the first 5 % of the range) and the post-edge level (mean of the last
+  30 %); the main edge is the last upward crossing of that level (a pre-edge peak of a
+  tetrahedral site may reach the level too, but always earlier; after the edge μ stays well
+  above half the step), and E0 is
+  the point of largest slope within ``HALF_STEP_WINDOW_EV`` (3 eV) of that crossing. With a
+  ``guess``, only crossings within ``window`` eV of it count. FEFF and measured spectra use the
+  same rule, so the model's reference E0 and a measured E0 mean the same thing.
 * **Grid** — per absorbing element, ``n_points`` (100) absolute energies ``step`` (0.5 eV)
   apart, starting at the 95th percentile of the first energies of that element's spectra, so
   that nearly every spectrum covers the start; the grid spans 49.5 eV (the paper's ~50 eV
@@ -26,11 +30,11 @@ import numpy as np
 
 N_POINTS = 100
 STEP_EV = 0.5
-RISE_EV = 4.0
+HALF_STEP_WINDOW_EV = 3.0
 
 
 def edge_energy(energy, mu, guess: float | None = None, window: float = 30.0) -> float:
-    """E0: energy of the maximum of dμ/dE (lightly smoothed), optionally within ``guess ± window``."""
+    """E0: the maximum slope of the main edge (rules in the module docstring)."""
     energy = np.asarray(energy, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)
     if energy.size < 5:
@@ -38,24 +42,26 @@ def edge_energy(energy, mu, guess: float | None = None, window: float = 30.0) ->
     order = np.argsort(energy)
     energy, mu = energy[order], mu[order]
     fine = np.arange(energy[0], energy[-1], 0.1)
-    if fine.size < 5:
+    if fine.size < 10:
         raise ValueError("energy range too short to find an edge")
-    mu_fine = np.interp(fine, energy, mu)
-    smooth = np.convolve(mu_fine, np.ones(3) / 3, mode="same")
-    slope = np.gradient(smooth, fine)
-    slope[:2] = slope[-2:] = -np.inf  # the running mean's edges
-    ahead = int(round(RISE_EV / 0.1))
-    tail = np.concatenate([smooth, np.full(ahead, smooth[-1])])
-    future_min = np.lib.stride_tricks.sliding_window_view(tail, ahead + 1).min(axis=1)[: smooth.size]
-    span = smooth.max() - smooth.min()
-    rises = np.concatenate([smooth[ahead:], np.full(ahead, smooth[-1])]) >= smooth + 0.1 * span
-    on_main_edge = (future_min >= smooth - 0.05 * span) & rises
-    if on_main_edge[np.isfinite(slope)].any():
-        slope[~on_main_edge] = -np.inf
+    smooth = np.convolve(np.interp(fine, energy, mu), np.ones(3) / 3, mode="same")
+    smooth[0], smooth[-1] = smooth[1], smooth[-2]  # the running mean's ends
+    n = fine.size
+    lo = float(np.median(smooth[: max(3, n // 20)]))  # pre-edge baseline
+    hi = float(np.mean(smooth[int(0.7 * n):]))  # post-edge level
+    if not hi > lo:
+        raise ValueError("no rising edge: the spectrum does not end above its start")
+    half = lo + 0.5 * (hi - lo)
+    above = smooth >= half
+    ups = np.flatnonzero(~above[:-1] & above[1:]) + 1  # upward crossings of the half step
     if guess is not None:
-        slope[np.abs(fine - guess) > window] = -np.inf
-    if not np.isfinite(slope).any():
+        ups = ups[np.abs(fine[ups] - guess) <= window]
+    if ups.size == 0:
         raise ValueError("no edge within the search window")
+    crossing = ups[-1]  # the last one: a pre-edge peak that reaches half the step comes earlier
+    near = np.abs(fine - fine[crossing]) <= HALF_STEP_WINDOW_EV
+    slope = np.gradient(smooth, fine)
+    slope[~near] = -np.inf
     return float(fine[int(np.argmax(slope))])
 
 

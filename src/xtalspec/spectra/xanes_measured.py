@@ -254,7 +254,10 @@ def measured_edge_energy(energy, mu, smooth: float = EDGE_SMOOTH_EV) -> float:
     mu_fine = np.interp(fine, energy, np.asarray(mu, dtype=np.float64))
     if smooth > 0:
         mu_fine = gaussian_filter1d(mu_fine, smooth / 0.1, mode="nearest")
-    return edge_energy(fine, mu_fine)
+    try:
+        return edge_energy(fine, mu_fine)
+    except ValueError as exc:
+        raise XanesError(str(exc)) from None
 
 
 def check_edge_in_range(energy, element: str, e0: float | None = None) -> None:
