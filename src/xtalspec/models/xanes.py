@@ -12,6 +12,9 @@ A trained element is saved as a *bundle* directory::
                   ("full" | "pre"), scaler_mean / scaler_std (per input point), models
                   {"mlp": "mlp.pt", "cnn": "cnn.pt"}, n_train, provenance
     mlp.pt, cnn.pt state dicts (torch.save; loaded with weights_only=True)
+    templates.npy the training spectra on the grid, scaled to max 1 (rows in the order of
+                  ``sites``; numpy, loaded with allow_pickle=False) — used to align measured
+                  spectra (:func:`xtalspec.spectra.xanes_measured.align_to_model`)
 """
 
 from __future__ import annotations
@@ -89,6 +92,13 @@ def save_bundle(directory, meta: dict, models: dict[str, nn.Module]) -> Path:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         tmp.replace(directory / f"{kind}.pt")
         files[kind] = f"{kind}.pt"
+    templates = meta.pop("templates", None)
+    if templates is not None:
+        tmp = directory / ".templates.npy.tmp"
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(templates, dtype=np.float32), allow_pickle=False)
+        tmp.replace(directory / "templates.npy")
+        meta["templates_file"] = "templates.npy"
     meta = dict(meta, models=files)
     tmp = directory / f".{BUNDLE_JSON}.tmp"
     tmp.write_text(json.dumps(meta, indent=1) + "\n")
@@ -109,6 +119,8 @@ def load_bundle(directory) -> tuple[dict, dict[str, nn.Module]]:
         state = torch.load(directory / Path(name).name, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         models[kind] = model.eval()
+    if meta.get("templates_file"):
+        meta["templates"] = np.load(directory / Path(meta["templates_file"]).name, allow_pickle=False)
     return meta, models
 
 

@@ -131,6 +131,8 @@ def predict_xanes(path: str | Path, element: str, models_dir: str | Path = DEFAU
     details["bundle_meta"] = {k: meta.get(k) for k in ("element", "n_train", "counts", "e0_definition", "provenance")
                               if k in meta}
     details["tabulated_edge_ev"] = K_EDGES[element]
+    details["alignment"] = ("edge to the training median E0, refined against the training spectra"
+                            if meta.get("templates") is not None else "edge to the training median E0")
     return XanesPrediction(str(path), element, str(directory), list(meta["classes"]), probabilities, e0,
                            float(meta["e0"]), shift, details["normalisation"]["edge_step"],
                            grid_coverage(energy, shift, meta["grid"]), details)

@@ -196,5 +196,5 @@ def train_bundle(dataset: pd.DataFrame, meta: dict, element: str, cfg: dict | No
               "training": {k: v for k, v in cfg.items()},
               "e0_definition": "xtalspec.spectra.xanes_grid.edge_energy (max slope on the main edge)",
               "spectrum_scaling": "FEFF mu (edge step ~1) on the grid, divided by its maximum",
-              "sites": sorted(part["site_key"].tolist())}
+              "sites": sorted(part["site_key"].tolist()), "templates": x_all}
     return bundle, models
