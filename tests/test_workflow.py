@@ -31,6 +31,7 @@ def test_paper_dag_builds_offline():
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
     assert "fetch_structures" in out and "ingest_shard" in out
+    assert "xanes_feff" in out and "xanes_report" in out
 
 
 def test_structures_target_on_a_user_folder(tmp_path):
