@@ -61,7 +61,8 @@ rule xanes_dataset:
     """Per-element 100-point grid, scaling, duplicate removal, pre-edge cutoff."""
     input:
         spectra=xanes_feff_files("spectra"),
-        rejects=xanes_feff_files("rejects"),
+        rejects=xanes_feff_files("rejects")
+        + [str(XANES_OUT / f"sites/{element}-rejects.parquet") for element in XANES["elements"]],
     output:
         dataset=XANES_OUT / "dataset/spectra.parquet",
         rejects=XANES_OUT / "dataset/rejects.parquet",

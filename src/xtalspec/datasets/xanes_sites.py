@@ -99,8 +99,9 @@ def select_sites(shards, element: str, *, distance_factor: float = 1.2, compare_
                     continue
                 envs = site_environments(structure, [i for i, _ in sites], factors)
         except Exception as exc:  # ChemEnv / spglib failure on this structure
-            rejects.append({"id": cand.id, "source": cand.source, "url": cand.url,
-                            "reason": "labelling_failed", "detail": f"{type(exc).__name__}: {exc}"[:300]})
+            rejects.append({"id": cand.id, "source": cand.source, "url": cand.url, "site_key": None,
+                            "element": element, "reason": "labelling_failed",
+                            "detail": f"{type(exc).__name__}: {exc}"[:300]})
             continue
         for rec, alt in zip(envs[factors[0]], envs[factors[1]]):
             label = rec["label"]
@@ -129,7 +130,8 @@ def select_sites(shards, element: str, *, distance_factor: float = 1.2, compare_
     }
     log.info("%s: %d structures visited of %d candidates, selected %s, %d labels change at %.1f",
              element, visited, len(todo), summary["selected"], changed, factors[1])
-    return sites, pd.DataFrame(rejects, columns=["id", "source", "url", "reason", "detail"]), summary
+    reject_columns = ["id", "source", "url", "site_key", "element", "reason", "detail"]
+    return sites, pd.DataFrame(rejects, columns=reject_columns), summary
 
 
 def write_sites(shards, element: str, out: str | Path, rejects_out: str | Path, **options) -> dict:
