@@ -18,6 +18,7 @@ include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
 include: "workflow/rules/pdf.smk"
 include: "workflow/rules/xanes.smk"
+include: "workflow/rules/mof.smk"
 
 
 rule all:
@@ -26,4 +27,5 @@ rule all:
         rules.xrd.input,
         rules.pdf.input,
         rules.xanes.input,
+        rules.mof.input,
     default_target: True

@@ -179,3 +179,63 @@ def xanes_train_json():
     import json
 
     return json.dumps(dict(XANES["train"], seed=config.get("seed", 0)), separators=(",", ":"))
+
+
+# --- MOF identification (paper 001) ------------------------------------------------
+
+MOF = config["mof"]
+MOF_OUT = RESULTS / "mof"
+
+
+def mof_structure_shards():
+    return [
+        str(RESULTS / f"structures/{src}/shard-{shard}.parquet")
+        for src, shard in structure_shards()
+        if src in MOF["sources"]
+    ]
+
+
+def mof_run_files(name):
+    return [str(MOF_OUT / f"runs/{size}/{name}") for size in sorted(MOF["library_sizes"])]
+
+
+def mof_measured_test_inputs():
+    """The measured-test CSV and the pattern files it lists (relative to the CSV's folder)."""
+    import csv
+
+    listed = MOF.get("measured_test")
+    if not listed:
+        return []
+    path = Path(listed)
+    files = [str(path)]
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = csv.DictReader(line for line in fh if line.strip() and not line.lstrip().startswith("#"))
+            for row in rows:
+                name = (row.get("file") or "").strip()
+                if name:
+                    files.append(str(Path(name) if Path(name).is_absolute() else path.parent / name))
+    return files
+
+
+def mof_measured_inputs():
+    noise = [MOF["measured_noise_dir"]] if MOF.get("measured_noise_dir") else []
+    return noise + mof_measured_test_inputs()
+
+
+def mof_run_options():
+    return _flags(
+        [
+            ("--measured-noise", MOF.get("measured_noise_dir")),
+            ("--measured-test", MOF.get("measured_test")),
+            ("--seed", config.get("seed", 0)),
+        ]
+    )
+
+
+def mof_run_json(part):
+    """Settings of one run rule: the shared data settings plus `train` or `baselines`."""
+    import json
+
+    keys = ("augment", "test", "denoise", part)
+    return json.dumps({key: MOF[key] for key in keys}, separators=(",", ":"))
