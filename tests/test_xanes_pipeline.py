@@ -251,3 +251,45 @@ def test_feff_shard_survives_broken_and_hanging_sites_and_resumes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert read_frame(tmp_path / "rejects.parquet")[0]["reason"].tolist() == ["feff_failed"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_feff_command_kills_the_feff_process_group(tmp_path):
+    """Snakemake / SLURM cancel jobs with SIGTERM: no FEFF process may outlive the command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _structure_shard(tmp_path / "s.parquet", {"rutile": _rutile()})
+    write_frame(pd.DataFrame([{"site_key": "test:rutile:0", "id": "rutile", "source": "test", "url": "",
+                               "shard": str(tmp_path / "s.parquet"), "element": "Ti", "site_index": 0,
+                               "label": "O6", "selected": True}]), {}, tmp_path / "sites.parquet")
+    cmd = [sys.executable, "-m", "xtalspec.cli", "xanes", "feff", "--sites", str(tmp_path / "sites.parquet"),
+           "--shard", "0", "--n-shards", "1", "--workroot", str(tmp_path / "w"), "--out", str(tmp_path / "o.parquet"),
+           "--rejects", str(tmp_path / "r.parquet")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def feff_groups() -> set[int]:
+        groups = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if str(tmp_path / "w") in (entry / "cmdline").read_text():
+                        groups.add(os.getpgid(int(entry.name)))
+                except (OSError, ProcessLookupError):
+                    pass
+        return groups - {os.getpgid(proc.pid)}
+
+    deadline = time.monotonic() + 60
+    while not feff_groups() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    groups = feff_groups()
+    assert groups, "FEFF never started"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    time.sleep(1)
+    for group in groups:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(group, 0)
