@@ -111,3 +111,14 @@ def write_cifs(tmp_path):
         return root
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one thread for a test module (the machine is shared; timings and results stable)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

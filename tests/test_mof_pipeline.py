@@ -33,11 +33,8 @@ def library(n: int, seed: int, fwhm=(0.1, 0.2)) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(torch_one_thread):
+    """Every test here runs torch on one thread (conftest.torch_one_thread)."""
 
 
 @pytest.fixture(scope="module")

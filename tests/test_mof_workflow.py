@@ -27,11 +27,8 @@ N_MOFS = 6
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(torch_one_thread):
+    """Every test here runs torch on one thread (conftest.torch_one_thread)."""
 
 
 @pytest.fixture(scope="module")

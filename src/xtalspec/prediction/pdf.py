@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..datasets.pdfs import PAPER_PARAMS
 from ..utils.atomic import atomic_write_text
+from ..utils.textfiles import read_data_text
 
 GRID_MIN, GRID_MAX = 1.5, 30.0
 MIN_POINTS_ON_GRID = 10
@@ -37,11 +38,7 @@ def _floats(line: str) -> list[float] | None:
 def read_gr(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """(r, G, header values). The data are the numeric rows after the last header line."""
     path = Path(path)
-    if not path.is_file():
-        raise PDFFileError(path, "file not found")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
-        raise PDFFileError(path, "the file is empty")
+    text = read_data_text(path, PDFFileError)
     header, rows = {}, []
     for line in text.splitlines():
         match = _HEADER_VALUE.match(line)

@@ -39,6 +39,7 @@ import pandas as pd
 from scipy.ndimage import median_filter, uniform_filter1d
 from scipy.signal import find_peaks_cwt, peak_prominences, savgol_filter
 
+from ..utils.textfiles import read_data_text
 from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
 
 __all__ = [
@@ -151,11 +152,7 @@ def _read_columns(path) -> tuple[np.ndarray, np.ndarray]:
     first data row is a header. A third column (e.g. the esd of .xye files) is ignored.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PatternError(path, "file not found")
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    if not text.strip():
-        raise PatternError(path, "file is empty")
+    text = read_data_text(path, PatternError)
     rows = _numeric_rows(path, text)
     if not rows:
         raise PatternError(path, "no numeric data rows (only comments or a header)")

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.textfiles import read_data_text
 from .xanes_grid import edge_energy, on_grid, scale_to_max
 
 __all__ = [
@@ -221,11 +222,7 @@ def read_xanes(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     ``element`` and ``edge`` when given.
     """
     path = Path(path)
-    if not path.is_file():
-        raise XanesFileError(path, "file not found")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
-        raise XanesFileError(path, "the file is empty")
+    text = read_data_text(path, XanesFileError)
     is_xdi = text.lstrip().upper().startswith("# XDI/") or text.lstrip().upper().startswith("#XDI/")
     data, xdi, headers = _parse(path, text)
     keys, units = _labels(data.shape[1], xdi, headers)
