@@ -62,12 +62,16 @@ def candidates(shards, element: str, max_elements: int | None, max_atoms: int | 
     return table.sort_values("order").reset_index(drop=True)
 
 
-def _primitive(shard: str, ident: str, source: str, cache: dict):
-    if shard not in cache:
-        cache.clear()
+def primitive_texts(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """``{(source, id): primitive-cell JSON}`` for the rows' structures, each shard read once
+    (only its rows' structures kept)."""
+    texts: dict[tuple[str, str], str] = {}
+    for shard, part in rows.groupby("shard"):
+        wanted = set(zip(part["source"], part["id"]))
         table = pq.read_table(shard, columns=["id", "source", "primitive"]).to_pandas()
-        cache[shard] = {(s, i): p for s, i, p in zip(table["source"], table["id"], table["primitive"])}
-    return structure_from_json(cache[shard][(source, ident)])
+        texts.update({(s, i): p for s, i, p in zip(table["source"], table["id"], table["primitive"])
+                      if (s, i) in wanted})
+    return texts
 
 
 def select_sites(shards, element: str, *, distance_factor: float = 1.2, compare_factor: float = 1.4,
@@ -80,7 +84,8 @@ def select_sites(shards, element: str, *, distance_factor: float = 1.2, compare_
     quota = {c: (None if not max_per_class else max_per_class.get(c)) for c in CLASSES}
     todo = candidates(shards, element, max_elements, max_atoms, seed)
     counts, rows, rejects = Counter(), [], []
-    cache: dict = {}
+    limit = len(todo) if max_structures is None else max_structures
+    texts = primitive_texts(todo.head(limit))
     visited = 0
     start = time.monotonic()
     factors = (float(distance_factor), float(compare_factor))
@@ -93,7 +98,7 @@ def select_sites(shards, element: str, *, distance_factor: float = 1.2, compare_
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                structure = _primitive(cand.shard, cand.id, cand.source, cache)
+                structure = structure_from_json(texts[(cand.source, cand.id)])
                 sites = absorber_sites(structure, [element])
                 if not sites:
                     continue

@@ -53,17 +53,19 @@ def write_feff_shard(sites_path, shard: int, n_shards: int, preset: str, workroo
                      timeout_s: float = 600.0, keep_bulky: bool = False) -> dict:
     """FEFF spectra of one shard of an element's selected sites (see the module docstring)."""
     from ..spectra.feff import PRESETS, compute_site
-    from .xanes_sites import _primitive
+    from ..structures.records import structure_from_json
+    from .xanes_sites import primitive_texts
 
     sites, _ = read_frame(sites_path)
     todo = shard_sites(sites, shard, n_shards)
-    rows, rejects, cache = [], [], {}
+    rows, rejects = [], []
+    texts = primitive_texts(todo)
     start = time.monotonic()
     for site in todo.itertuples():
         workdir = Path(workroot) / site.element / safe_filename(site.site_key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structure = _primitive(site.shard, site.id, site.source, cache)
+            structure = structure_from_json(texts[(site.source, site.id)])
             result = compute_site(structure, int(site.site_index), preset, workdir, timeout_s)
         if result.ok and not keep_bulky:
             prune_workdir(workdir)
