@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets.mof_patterns import TWO_THETA
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.atomic import atomic_write_text
 from .classification import top_k_accuracy
+from .report_io import markdown_table, pyplot, save_png
 
 PAPER = "paper 001 (MOF identification from powder XRD, CNN on 2θ 5–50°, Cu Kα)"
 #: the paper's CNN on its 30 measured patterns (10 MOFs), library of 1,012 MOFs (percent)
@@ -50,29 +51,7 @@ def _colour(model: str, i: int) -> str:
     return COLOURS.get(model, f"C{i % 10}")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> Path:
-    plt = _pyplot()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
+_pyplot, _save, _markdown = pyplot, save_png, markdown_table
 
 
 def _pct(value) -> str:
