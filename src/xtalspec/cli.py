@@ -133,13 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
 
-    from . import commands_mof, commands_pdf, commands_xanes, commands_xanes_predict, commands_xrd
+    from . import (commands_compositions, commands_mof, commands_pdf, commands_thesis, commands_xanes,
+                   commands_xanes_predict, commands_xrd)
 
     commands_xrd.register(sub)
     commands_pdf.register(sub)
     commands_xanes_predict.register(sub)
     commands_xanes.register(sub)
     commands_mof.register(sub)
+    commands_compositions.register(sub)
+    commands_thesis.register(sub)
 
     spectrum = sub.add_parser("spectrum", help="one spectrum of one structure")
     ssub = spectrum.add_subparsers(dest="spectrum_kind", required=True)

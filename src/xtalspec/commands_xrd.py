@@ -109,10 +109,13 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .prediction.xrd import predict_pattern
+    from .prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
 
-    result = predict_pattern(args.pattern, args.wavelength, args.models, top=args.top, peak_list=args.peak_list,
-                             model_kind=args.model, n_atoms=args.n_atoms)
+    if args.model == "padnet":  # raw scan, no peak picking (thesis ch. 7)
+        result = predict_raw_pattern(args.pattern, args.wavelength, args.models or PADNET_MODELS_DIR, top=args.top)
+    else:
+        result = predict_pattern(args.pattern, args.wavelength, args.models or "results/xrd/models", top=args.top,
+                                 peak_list=args.peak_list, model_kind=args.model, n_atoms=args.n_atoms)
     print(result.text)
     if args.out:
         result.write(args.out)
@@ -170,8 +173,10 @@ def register(sub) -> None:
     p = sub.add_parser("predict-xrd", help="space group and volume from a measured 2θ pattern (Scheme 2)")
     p.add_argument("pattern")
     p.add_argument("--wavelength", required=True, help="CuKa, MoKa, … or a value in Å")
-    p.add_argument("--models", default="results/xrd/models", help="folder of trained members (model.pt)")
-    p.add_argument("--model", default="spgvolnet", help="which trained family to use (spgnet, spgvolnet)")
+    p.add_argument("--models", default=None,
+                   help="folder of trained members (default results/xrd/models; padnet: results/thesis/padnet/models)")
+    p.add_argument("--model", default="spgvolnet", choices=["spgnet", "spgvolnet", "padnet"],
+                   help="spgnet/spgvolnet: peaks → δ-profile → ensemble; padnet: the raw scan (no peak picking)")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--peak-list", action="store_true", default=None, help="the file is a list of peaks")
     p.add_argument("--n-atoms", type=int, default=None, help="atoms in the primitive cell (to report a volume)")

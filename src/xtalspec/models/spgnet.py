@@ -18,16 +18,19 @@ from .layers import SameConv1d, keras_init
 N_BINS = 10001
 
 
-def conv_trunk(dropout: float = 0.3) -> nn.Sequential:
+def conv_trunk(dropout: float = 0.3, in_channels: int = 1) -> nn.Sequential:
+    """The three-block convolutional trunk; ``in_channels`` > 1 for front ends with several maps."""
+
     def block(c_in, kernel, stride, pool_stride):
         return [SameConv1d(c_in, 80, kernel, stride), nn.ReLU(), nn.Dropout(dropout), nn.AvgPool1d(3, pool_stride)]
 
-    return nn.Sequential(*block(1, 100, 5, 2), *block(80, 50, 5, 3), *block(80, 25, 2, 3), nn.Flatten())
+    return nn.Sequential(*block(in_channels, 100, 5, 2), *block(80, 50, 5, 3), *block(80, 25, 2, 3), nn.Flatten())
 
 
-def trunk_features(n_bins: int = N_BINS) -> int:
+def trunk_features(n_bins: int = N_BINS, in_channels: int = 1) -> int:
+    """Length of the flattened trunk output for inputs of ``n_bins`` bins."""
     with torch.no_grad():
-        return conv_trunk().eval()(torch.zeros(1, 1, n_bins)).shape[1]
+        return conv_trunk(in_channels=in_channels).eval()(torch.zeros(1, in_channels, n_bins)).shape[1]
 
 
 class SpgNet(nn.Module):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..spectra.measured import MeasuredProfile, PatternError, profile_from_pattern
+from ..spectra.measured import MeasuredProfile, PatternError, profile_from_pattern, raw_profile_from_pattern
 from ..training.xrd import load_member
 from ..utils.atomic import atomic_write_text
 
@@ -43,9 +43,11 @@ class XRDPrediction:
     @property
     def text(self) -> str:
         m = self.measured
-        lines = [f"{m.source}: {len(m.peaks)} peaks, λ = {m.wavelength:.5f} Å, 1/d {m.inv_d_range[0]:.4f}–"
+        what = f"{len(m.peaks)} peaks" if len(m.peaks) else "whole scan, no peak picking"
+        lines = [f"{m.source}: {what}, λ = {m.wavelength:.5f} Å, 1/d {m.inv_d_range[0]:.4f}–"
                  f"{m.inv_d_range[1]:.4f} Å⁻¹ ({100 * m.coverage:.0f} % of the model's range)",
-                 f"ensemble of {len(self.members)} members", "", self.ranking.to_string(index=False,
+                 f"ensemble of {len(self.members)} members" if len(self.members) > 1 else f"model {self.members[0]}",
+                 "", self.ranking.to_string(index=False,
                                                                                        float_format="%.3f")]
         if self.volume_per_atom is not None:
             lines += ["", f"predicted volume per atom: {self.volume_per_atom:.3f} Å^3"]
@@ -92,4 +94,29 @@ def predict_pattern(pattern: str | Path, wavelength, models_dir: str | Path, top
     return XRDPrediction(measured, ranking, volume, [str(p) for p in members], n_atoms)
 
 
-__all__ = ["PatternError", "XRDPrediction", "find_members", "predict_pattern"]
+PADNET_MODELS_DIR = Path("results/thesis/padnet/models")
+
+
+@torch.no_grad()
+def predict_raw_pattern(pattern: str | Path, wavelength, models_dir: str | Path = PADNET_MODELS_DIR,
+                        top: int = 5) -> XRDPrediction:
+    """PADNet on a raw measured scan: no peak picking, no background subtraction (thesis ch. 7).
+    ``models_dir`` holds ``padnet/model.pt`` (from ``snakemake thesis_padnet``) or is that file."""
+    from ..training.padnet import load_padnet_member
+
+    path = Path(models_dir)
+    if path.is_dir():
+        path = path / "padnet" / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no trained PADNet at {path} (run `snakemake thesis_padnet` first)")
+    measured = raw_profile_from_pattern(pattern, wavelength)
+    model, meta = load_padnet_member(path)
+    probs = torch.softmax(model(torch.from_numpy(measured.profile)[None, :])["logits"], dim=1)[0].numpy()
+    groups = meta["spacegroups"]
+    order = np.argsort(-probs)[:top]
+    ranking = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "spacegroup": [groups[c] for c in order],
+                            "p_padnet": probs[order]})
+    return XRDPrediction(measured, ranking, None, [str(path)])
+
+
+__all__ = ["PatternError", "XRDPrediction", "find_members", "predict_pattern", "predict_raw_pattern"]

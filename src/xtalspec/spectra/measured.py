@@ -610,3 +610,40 @@ def profile_from_pattern(path, wavelength, peak_list: bool | None = None, *,
     table = peak_table(positions, heights, lam, monochromator_two_theta=monochromator_two_theta)
     profile = _profile(table, path, lam)
     return MeasuredProfile(str(path), lam, profile, table, tt_range, inv_d_range, coverage, as_peaks)
+
+
+def raw_profile_from_pattern(path, wavelength, *, monochromator_two_theta: float | None = None) -> MeasuredProfile:
+    """A whole scan, without peak picking or background removal, on the model's 1/d grid: for
+    models that read raw laboratory patterns (PADNet, trained on δ-profiles rendered with line
+    broadening, counting noise and backgrounds). Intensities are divided by the LP factor (the
+    δ-profiles carry none), interpolated linearly at the bin centres inside the scanned 1/d
+    span (0 outside it), shifted so the smallest value inside is 0 and scaled to a maximum of 1.
+    Raises :class:`PatternError` naming the file for peak lists, no overlap with the model's
+    range, or a scan that is flat once resampled.
+    """
+    lam = _wavelength_for(path, wavelength)
+    raw = _read_columns(path)
+    if is_peak_list(raw[0]):
+        raise PatternError(path, "a raw-pattern model needs the whole scan, not a peak list")
+    two_theta, intensity = _as_pattern(path, *raw)
+    tt_range = (float(two_theta[0]), float(two_theta[-1]))
+    if not np.ptp(intensity) > 0:
+        raise PatternError(path, "the scan is flat: every intensity is the same")
+    inv_d = inv_d_from_two_theta(two_theta, lam)
+    inv_d_range = (float(inv_d[0]), float(inv_d[-1]))
+    if inv_d_range[1] <= INV_D_MIN or inv_d_range[0] >= INV_D_MAX:
+        raise PatternError(path, f"2theta {tt_range[0]:.2f}-{tt_range[1]:.2f} degrees covers 1/d "
+                                 f"{inv_d_range[0]:.4f}-{inv_d_range[1]:.4f} 1/Angstrom, "
+                                 f"outside {_model_range_text(lam)}")
+    corrected = intensity / lorentz_polarisation(two_theta, monochromator_two_theta)
+    centres = INV_D_MIN + (np.arange(N_BINS) + 0.5) * BIN_WIDTH
+    inside = (centres >= inv_d_range[0]) & (centres <= inv_d_range[1])
+    profile = np.zeros(N_BINS, dtype=np.float64)
+    profile[inside] = np.interp(centres[inside], inv_d, corrected)
+    profile[inside] -= profile[inside].min()
+    top = profile.max()
+    if not np.isfinite(top) or top <= 0:
+        raise PatternError(path, "the scan is flat on the model's 1/d grid")
+    empty = pd.DataFrame(columns=["two_theta", "inv_d", "height", "lp", "intensity", "bin"])
+    return MeasuredProfile(str(path), lam, (profile / top).astype(np.float32), empty, tt_range, inv_d_range,
+                           _coverage(inv_d_range), False)

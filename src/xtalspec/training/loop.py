@@ -168,7 +168,7 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
             terms["loss"].backward()
             optimiser.step()
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value) * len(rows)
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(rows)
             seen += len(rows)
             if time.monotonic() - last_log > progress_every_s:
                 log.info("epoch %d: %d/%d samples, loss %.4f", epoch + 1, seen, n, sums["loss"] / seen)
