@@ -19,6 +19,7 @@ include: "workflow/rules/xrd.smk"
 include: "workflow/rules/pdf.smk"
 include: "workflow/rules/xanes.smk"
 include: "workflow/rules/mof.smk"
+include: "workflow/rules/thesis.smk"
 
 
 rule all:
@@ -28,4 +29,5 @@ rule all:
         rules.pdf.input,
         rules.xanes.input,
         rules.mof.input,
+        rules.thesis.input,
     default_target: True

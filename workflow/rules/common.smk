@@ -239,3 +239,39 @@ def mof_run_json(part):
 
     keys = ("augment", "test", "denoise", part)
     return json.dumps({key: MOF[key] for key in keys}, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------- thesis (paper 002)
+THESIS = config["thesis"]
+THESIS_OUT = RESULTS / "thesis"
+
+
+def composition_source_json(source):
+    """Options of one composition source for `xtalspec compositions fetch` (janaf takes none)."""
+    options = THESIS["compositions"].get(source) or {}
+    return json.dumps(options, separators=(",", ":"))
+
+
+def thesis_transfer_enabled():
+    return bool(THESIS["compositions"]["transfer"]["enabled"])
+
+
+def thesis_report_inputs(wildcards):
+    comp = THESIS["compositions"]
+    curve = comp["learning_curve"]
+    inputs = {
+        "cv": [
+            str(THESIS_OUT / f"compositions/{source}/cv/{model}.parquet")
+            for source in comp["sources"]
+            for model in comp["models"]
+        ],
+        "learning_curve": [
+            str(THESIS_OUT / f"compositions/{curve['source']}/learning_curve/{model}.parquet")
+            for model in curve["models"]
+        ],
+        "padnet": str(THESIS_OUT / "padnet/predictions.parquet"),
+    }
+    if thesis_transfer_enabled():
+        target = comp["transfer"]["target"]
+        inputs["transfer"] = str(THESIS_OUT / f"compositions/{target}/transfer/predictions.parquet")
+    return inputs
