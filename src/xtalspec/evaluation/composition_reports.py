@@ -80,10 +80,12 @@ def learning_curve_figure(curve: pd.DataFrame, path, source: str = "") -> pd.Dat
         ax.errorbar(group["n_train"], group["mae"], yerr=group["mae_sd"].fillna(0), marker="o", capsize=3,
                     label=_label(model), color=f"C{i}")
     ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    sizes = sorted({int(round(n)) for n in summary["n_train"]})
+    ax.xaxis.set_major_locator(FixedLocator(sizes))  # one labelled tick per training-set size
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(n) for n in sizes])
     ax.set_xlabel("training compositions")
     ax.set_ylabel("test MAE (eV/atom)")
     ax.set_title(f"Learning curve{f' ({source})' if source else ''}")

@@ -44,7 +44,7 @@ def accuracy_vs_background(predictions: pd.DataFrame, tables_dir, figure_path) -
                       "by background strength s (background maximum / strongest peak).\n\n"
                       + markdown_table(shown) + "\n")
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 5))
     for i, approach in enumerate(wide.index):
         ax.plot(wide.columns, 100 * wide.loc[approach], marker="o", label=LABELS.get(approach, approach),
                 color=f"C{i}", lw=2.2 if approach == "padnet_raw" else 1.3)
@@ -54,7 +54,7 @@ def accuracy_vs_background(predictions: pd.DataFrame, tables_dir, figure_path) -
     ax.set_xlabel("background strength (background max / strongest peak)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)  # below: never over data
     ax.set_title("Background robustness (held-out structures)")
     fig.tight_layout()
     save_png(fig, figure_path)
