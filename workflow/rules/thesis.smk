@@ -89,6 +89,8 @@ rule compositions_learning_curve:
             [("--fractions", COMP["learning_curve"]["fractions"]), ("--folds", COMP["learning_curve"]["folds"])]
         ),
     threads: COMP["train"]["threads"]
+    resources:
+        gpu=lambda wc: 0 if wc.cmodel.startswith("rf_") else COMP["train"]["gpus_per_job"],
     log:
         LOGS / "thesis/learning-curve-{csource}-{cmodel}.log",
     benchmark:
@@ -203,14 +205,19 @@ rule thesis_report:
     output:
         cv=report(THESIS_OUT / "tables/cv_mae.md", caption="../report/thesis_cv.rst", category="Thesis"),
         cv_csv=THESIS_OUT / "tables/cv_mae.csv",
-        parity=expand(THESIS_OUT / "figures/parity_{csource}.png", csource=COMP["sources"]),
+        parity=[
+            report(THESIS_OUT / f"figures/parity_{csource}.png", caption="../report/thesis_parity.rst", category="Thesis")
+            for csource in COMP["sources"]
+        ],
         learning_curve=report(
             THESIS_OUT / "figures/learning_curve.png", caption="../report/thesis_learning_curve.rst", category="Thesis"
         ),
         padnet=report(
             THESIS_OUT / "figures/padnet_background.png", caption="../report/thesis_padnet.rst", category="Thesis"
         ),
-        padnet_table=THESIS_OUT / "tables/padnet_background.md",
+        padnet_table=report(
+            THESIS_OUT / "tables/padnet_background.md", caption="../report/thesis_padnet.rst", category="Thesis"
+        ),
         summary=THESIS_OUT / "thesis_summary.json",
         transfer=report(THESIS_OUT / "tables/transfer.md", caption="../report/thesis_transfer.rst", category="Thesis"),
     params:
@@ -223,6 +230,7 @@ rule thesis_report:
                 ("--padnet", input.padnet),
             ]
         ),
+        out_dir=THESIS_OUT,
     log:
         LOGS / "thesis/report.log",
     benchmark:
@@ -230,7 +238,7 @@ rule thesis_report:
     conda:
         ENV
     shell:
-        "xtalspec thesis report {params.options} --out-dir {THESIS_OUT} > {log} 2>&1"
+        "xtalspec thesis report {params.options} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule thesis_cv_table:
