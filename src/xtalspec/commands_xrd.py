@@ -71,6 +71,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_ensemble(args) -> int:
+    from .training.ensemble import train_members_together
+    from .training.loop import TrainConfig, set_deterministic, throughput
+
+    set_deterministic()
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seeds[0],
+                      volume_weight=args.volume_weight, threads=args.threads, device=args.device,
+                      checkpoint_every=args.checkpoint_every)
+    results = train_members_together(args.dataset, args.model, args.range, args.fold, cfg, args.seeds, args.out,
+                                     conv_mode=args.conv_mode)
+    for seed, result in results.items():
+        last = result["history"][-1] if result["history"] else {}
+        print(f"{args.model} {args.range} fold {args.fold} seed {seed}: val_acc {last.get('val_acc', float('nan')):.3f}"
+              f", {throughput(result['history']):.1f} samples/s (each of {len(results)} trained together)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .evaluation import xrd_reports as rep
     from .utils.atomic import atomic_write_text
@@ -161,6 +178,27 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=1)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
+
+    p = xsub.add_parser("train-ensemble",
+                        help="train all seeds of one model × range × fold together (one process, one batched model)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
+    p.add_argument("--range", default="inf")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--volume-weight", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--checkpoint-every", type=int, default=1)
+    p.add_argument("--conv-mode", default="auto", choices=["auto", "grouped", "split"],
+                   help="convolutions as one grouped Conv1d over all members (auto on CUDA) or one Conv1d "
+                        "per member (auto on CPU); the linear layers are batched either way")
+    p.add_argument("--out", required=True, help="the fold folder: writes OUT/seed{n}/{model.pt,predictions.parquet,"
+                                                "history.csv} and OUT/ensemble_checkpoint.pt")
+    p.set_defaults(func=cmd_train_ensemble)
 
     p = xsub.add_parser("report", help="tables and figures from saved predictions (no training)")
     p.add_argument("what", choices=["table3", "ranges", "confusion", "volume", "topk", "curves"])

@@ -25,7 +25,7 @@ rule xrd_dataset:
         dataset=XRD_OUT / "dataset/dataset.parquet",
         table2=report(XRD_OUT / "tables/table2.md", caption="../report/xrd_table2.rst", category="SpgNet"),
         table2_csv=XRD_OUT / "tables/table2.csv",
-        sets=XRD_OUT / "tables/sets.md",
+        sets=report(XRD_OUT / "tables/sets.md", caption="../report/xrd_sets.rst", category="SpgNet"),
         folds=XRD_OUT / "tables/validation_folds.csv",
     params:
         options=lambda wc: _flags(
@@ -51,41 +51,87 @@ rule xrd_dataset:
         "{params.options} > {log} 2>&1"
 
 
-rule xrd_train:
-    """One ensemble member: model × range × validation fold × seed (GPU when present)."""
-    input:
-        XRD_OUT / "dataset/dataset.parquet",
-    output:
-        model=XRD_OUT / "models/{model}/{range}/fold{fold}/seed{seed}/model.pt",
-        predictions=XRD_OUT / "models/{model}/{range}/fold{fold}/seed{seed}/predictions.parquet",
-        history=XRD_OUT / "models/{model}/{range}/fold{fold}/seed{seed}/history.csv",
-    wildcard_constraints:
-        model="spgnet|spgvolnet",
-        fold=r"\d+",
-        seed=r"\d+",
-    params:
-        train=lambda wc: _flags(
-            [
-                ("--epochs", XRD["train"]["epochs"]),
-                ("--batch-size", XRD["train"]["batch_size"]),
-                ("--lr", XRD["train"]["lr"]),
-                ("--volume-weight", XRD["train"]["volume_weight"]),
-                ("--device", XRD["train"]["device"]),
-            ]
-        ),
-    threads: XRD["train"]["threads"]
-    resources:
-        gpu=XRD["train"]["gpus_per_job"],
-    log:
-        LOGS / "xrd/train/{model}-{range}-fold{fold}-seed{seed}.log",
-    benchmark:
-        BENCH / "xrd/train/{model}-{range}-fold{fold}-seed{seed}.tsv"
-    conda:
-        ENV
-    shell:
-        "xtalspec xrd train --dataset {input} --model {wildcards.model} --range {wildcards.range} "
-        "--fold {wildcards.fold} --seed {wildcards.seed} --threads {threads} {params.train} "
-        "--out $(dirname {output.model}) > {log} 2>&1"
+if XRD["train"].get("together", False):
+
+    rule xrd_train_together:
+        """All seeds of one model × range × validation fold, trained together in one process as one
+        batched model (xrd.train.together; GPU when present). Same per-seed files as xrd_train."""
+        input:
+            XRD_OUT / "dataset/dataset.parquet",
+        output:
+            models=expand(XRD_OUT / "models/{{model}}/{{range}}/fold{{fold}}/seed{seed}/model.pt", seed=XRD["seeds"]),
+            predictions=expand(
+                XRD_OUT / "models/{{model}}/{{range}}/fold{{fold}}/seed{seed}/predictions.parquet", seed=XRD["seeds"]
+            ),
+            histories=expand(
+                XRD_OUT / "models/{{model}}/{{range}}/fold{{fold}}/seed{seed}/history.csv", seed=XRD["seeds"]
+            ),
+        wildcard_constraints:
+            model="spgnet|spgvolnet",
+            fold=r"\d+",
+        params:
+            train=lambda wc: _flags(
+                [
+                    ("--epochs", XRD["train"]["epochs"]),
+                    ("--batch-size", XRD["train"]["batch_size"]),
+                    ("--lr", XRD["train"]["lr"]),
+                    ("--volume-weight", XRD["train"]["volume_weight"]),
+                    ("--device", XRD["train"]["device"]),
+                ]
+            ),
+            seeds=" ".join(str(s) for s in XRD["seeds"]),
+            out=lambda wc: XRD_OUT / f"models/{wc.model}/{wc.range}/fold{wc.fold}",
+        threads: XRD["train"]["threads"]
+        resources:
+            gpu=XRD["train"]["gpus_per_job"],
+        log:
+            LOGS / "xrd/train/{model}-{range}-fold{fold}-together.log",
+        benchmark:
+            BENCH / "xrd/train/{model}-{range}-fold{fold}-together.tsv"
+        conda:
+            ENV
+        shell:
+            "xtalspec xrd train-ensemble --dataset {input} --model {wildcards.model} --range {wildcards.range} "
+            "--fold {wildcards.fold} --seeds {params.seeds} --threads {threads} {params.train} "
+            "--out {params.out} > {log} 2>&1"
+
+else:
+
+    rule xrd_train:
+        """One ensemble member: model × range × validation fold × seed (GPU when present)."""
+        input:
+            XRD_OUT / "dataset/dataset.parquet",
+        output:
+            model=XRD_OUT / "models/{model}/{range}/fold{fold}/seed{seed}/model.pt",
+            predictions=XRD_OUT / "models/{model}/{range}/fold{fold}/seed{seed}/predictions.parquet",
+            history=XRD_OUT / "models/{model}/{range}/fold{fold}/seed{seed}/history.csv",
+        wildcard_constraints:
+            model="spgnet|spgvolnet",
+            fold=r"\d+",
+            seed=r"\d+",
+        params:
+            train=lambda wc: _flags(
+                [
+                    ("--epochs", XRD["train"]["epochs"]),
+                    ("--batch-size", XRD["train"]["batch_size"]),
+                    ("--lr", XRD["train"]["lr"]),
+                    ("--volume-weight", XRD["train"]["volume_weight"]),
+                    ("--device", XRD["train"]["device"]),
+                ]
+            ),
+        threads: XRD["train"]["threads"]
+        resources:
+            gpu=XRD["train"]["gpus_per_job"],
+        log:
+            LOGS / "xrd/train/{model}-{range}-fold{fold}-seed{seed}.log",
+        benchmark:
+            BENCH / "xrd/train/{model}-{range}-fold{fold}-seed{seed}.tsv"
+        conda:
+            ENV
+        shell:
+            "xtalspec xrd train --dataset {input} --model {wildcards.model} --range {wildcards.range} "
+            "--fold {wildcards.fold} --seed {wildcards.seed} --threads {threads} {params.train} "
+            "--out $(dirname {output.model}) > {log} 2>&1"
 
 
 rule xrd_table3_report:
@@ -139,11 +185,19 @@ rule xrd_confusion_report:
             for m in xrd_models()
         ],
         members=[
-            XRD_OUT / f"figures/confusion_{m}_{label}.{ext}"
+            XRD_OUT / f"figures/confusion_{m}_{label}.csv"
             for m in xrd_models()
             for label in ROMAN[: len(XRD["seeds"])] + ["ensemble"]
-            for ext in ("csv", "png")
-            if not (label == "ensemble" and ext == "png")
+        ],
+        member_figures=[
+            report(
+                XRD_OUT / f"figures/confusion_{m}_{label}.png",
+                caption="../report/xrd_confusion_members.rst",
+                category="SpgNet",
+                subcategory="Confusion matrices of the members",
+            )
+            for m in xrd_models()
+            for label in ROMAN[: len(XRD["seeds"])]
         ],
     params:
         range=XRD["table3_range"],
@@ -182,7 +236,10 @@ rule xrd_topk_report:
     input:
         member_files("predictions.parquet", ranges=[XRD["table3_range"]]),
     output:
-        tables=[XRD_OUT / f"tables/topk_{m}.csv" for m in xrd_models()],
+        tables=[
+            report(XRD_OUT / f"tables/topk_{m}.csv", caption="../report/xrd_topk.rst", category="SpgNet")
+            for m in xrd_models()
+        ],
     params:
         range=XRD["table3_range"],
         out_dir=XRD_OUT / "tables",

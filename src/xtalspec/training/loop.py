@@ -136,7 +136,8 @@ def train(model, train_data: ArrayData, cfg: TrainConfig, out_dir: str | Path, v
     shuffle = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     start_epoch = 0
-    state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    # on the CPU: the RNG states must stay CPU tensors; load_state_dict moves weights and Adam state to the device
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if state is not None and state.get("fingerprint") != fingerprint:
         log.warning("ignoring %s: it belongs to another run (data or settings changed)", ckpt_path)
         state = None
