@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
 
-    from . import (commands_compositions, commands_mof, commands_pdf, commands_thesis, commands_xanes,
+    from . import (bench, commands_compositions, commands_mof, commands_pdf, commands_thesis, commands_xanes,
                    commands_xanes_predict, commands_xrd)
 
     commands_xrd.register(sub)
@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands_mof.register(sub)
     commands_compositions.register(sub)
     commands_thesis.register(sub)
+
+    bench.register(sub)
 
     spectrum = sub.add_parser("spectrum", help="one spectrum of one structure")
     ssub = spectrum.add_subparsers(dest="spectrum_kind", required=True)
@@ -173,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         warnings.simplefilter("ignore")  # pymatgen's parser warnings are captured per CIF as reject details
     try:
-        return args.func(args)
+        from .utils.gpu_slots import gpu_slot_for_command
+
+        with gpu_slot_for_command(args):  # training commands: a free GPU of their own, before CUDA starts
+            return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # PatternError is a ValueError
         log.error("%s", exc)
         print(f"xtalspec: error: {exc}", file=sys.stderr)
