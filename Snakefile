@@ -13,6 +13,9 @@ configfile: "config/config.yaml"
 validate(config, "config/schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
@@ -20,6 +23,7 @@ include: "workflow/rules/pdf.smk"
 include: "workflow/rules/xanes.smk"
 include: "workflow/rules/mof.smk"
 include: "workflow/rules/thesis.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 rule all:
