@@ -139,6 +139,25 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _member_args(p) -> None:
+    """Which member(s): data set, model, range, validation fold."""
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
+    p.add_argument("--range", default="inf")
+    p.add_argument("--fold", type=int, required=True)
+
+
+def _training_args(p) -> None:
+    """Training settings shared by `xrd train` and `xrd train-ensemble`."""
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--volume-weight", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--checkpoint-every", type=int, default=1)
+
+
 def register(sub) -> None:
     xrd = sub.add_parser("xrd", help="SpgNet/SpgVolNet: δ-profiles, data sets, training, reports")
     xsub = xrd.add_subparsers(dest="xrd_command", required=True)
@@ -164,35 +183,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_dataset)
 
     p = xsub.add_parser("train", help="train one member (model × range × fold × seed)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
-    p.add_argument("--range", default="inf")
-    p.add_argument("--fold", type=int, required=True)
+    _member_args(p)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--volume-weight", type=float, default=1.0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--checkpoint-every", type=int, default=1)
+    _training_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
     p = xsub.add_parser("train-ensemble",
                         help="train all seeds of one model × range × fold together (one process, one batched model)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
-    p.add_argument("--range", default="inf")
-    p.add_argument("--fold", type=int, required=True)
+    _member_args(p)
     p.add_argument("--seeds", type=int, nargs="+", required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--volume-weight", type=float, default=1.0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--checkpoint-every", type=int, default=1)
+    _training_args(p)
     p.add_argument("--conv-mode", default="auto", choices=["auto", "grouped", "split"],
                    help="convolutions as one grouped Conv1d over all members (auto on CUDA) or one Conv1d "
                         "per member (auto on CPU); the linear layers are batched either way")
