@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from test_xrd_training import dataset_path  # noqa: F401,E402  (fixture)
+
 from xtalspec import bench
 from xtalspec.cli import main
 
@@ -96,7 +98,8 @@ def test_benchmark_tsv_reader(tmp_path):
 def test_quick_bench_has_every_section_and_positive_ratios(tmp_path):
     out = tmp_path / "bench"
     synthetic_rules(out / "rules")
-    assert main(["bench", "--quick", "--out-dir", str(out)]) == 0
+    missing = tmp_path / "no-such-dataset.parquet"
+    assert main(["bench", "--quick", "--out-dir", str(out), "--xrd-dataset", str(missing)]) == 0
     record = json.loads((out / "benchmarks.json").read_text())
     md = (out / "benchmarks.md").read_text()
     sections = record["sections"]
@@ -107,6 +110,7 @@ def test_quick_bench_has_every_section_and_positive_ratios(tmp_path):
         assert sections[name]["parameters"], name
     assert sections["feff"]["status"] == "skipped" and "--feff" in sections["feff"]["note"]
     assert sections["ensemble"]["status"] in ("ok", "not available"), sections["ensemble"]
+    assert sections["ensemble_jobs"]["status"] == "not available" and str(missing) in sections["ensemble_jobs"]["note"]
     for name, entry in sections.items():
         for key, value in entry.get("ratios", {}).items():
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, key, value)
@@ -137,7 +141,7 @@ def test_a_failing_section_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch
     monkeypatch.setattr(bench, "section_xrd", broken)
     out = tmp_path / "bench"
     write_tsv(out / "rules/xrd/dataset.tsv", 2.5)
-    skip = ["powder", "pdf", "training", "ensemble"]
+    skip = ["powder", "pdf", "training", "ensemble", "ensemble_jobs"]
     assert main(["bench", "--quick", "--out-dir", str(out), "--skip", *skip]) == 0
     record = json.loads((out / "benchmarks.json").read_text())
     assert record["sections"]["xrd"]["status"] == "error"
@@ -155,3 +159,13 @@ def test_snakemake_benchmark_target_dry_run():
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "bench" in out and "benchmarks.json" in out
+
+
+def test_ensemble_jobs_runs_the_real_commands_and_compares_their_losses(dataset_path, tmp_path):  # noqa: F811
+    entry = bench.section_ensemble_jobs(dataset_path, members=2, epochs=1, threads=1, work_dir=tmp_path / "work")
+    res = entry["results"]
+    assert res["n_members"] == 2 and res["n_train"] > 0
+    assert res["sequential_s"] > 0 and res["together_s"] > 0
+    assert entry["ratios"]["sequential_over_together"] == pytest.approx(res["sequential_s"] / res["together_s"])
+    assert res["max_loss_difference"] < 1e-4  # the same two members, trained alone and together
+    assert not (tmp_path / "work").exists()  # the models it trained are removed

@@ -44,7 +44,7 @@ from pathlib import Path
 
 log = logging.getLogger("xtalspec.bench")
 
-SECTIONS = ("xrd", "powder", "pdf", "feff", "training", "ensemble", "rules")
+SECTIONS = ("xrd", "powder", "pdf", "feff", "training", "ensemble", "ensemble_jobs", "rules")
 TITLES = {
     "xrd": "δ-profile vs pymatgen XRDCalculator",
     "powder": "Powder pattern vs pymatgen XRDCalculator",
@@ -52,14 +52,17 @@ TITLES = {
     "feff": "FEFF fast vs reference preset",
     "training": "Training samples/s per model family",
     "ensemble": "Ensemble trained together vs sequentially",
+    "ensemble_jobs": "Six `xrd train` jobs vs one `xrd train-ensemble` job on the pipeline's XRD data set",
     "rules": "Pipeline rules (Snakemake benchmark files of the last run)",
 }
 #: sizes of the default run (~5 min on a 2-core machine) and of --quick (tests)
 SIZES = {
     "default": {"repeats": 5, "xrd_structures": 40, "powder_structures": 10, "pdf_structures": 40,
-                "train_warmup": 2, "train_steps": 4, "ensemble_members": 6, "ensemble_repeats": 3},
+                "train_warmup": 2, "train_steps": 4, "ensemble_members": 6, "ensemble_repeats": 3,
+                "ensemble_job_epochs": 2},
     "quick": {"repeats": 2, "xrd_structures": 4, "powder_structures": 1, "pdf_structures": 4,
-              "train_warmup": 1, "train_steps": 1, "ensemble_members": 2, "ensemble_repeats": 1},
+              "train_warmup": 1, "train_steps": 1, "ensemble_members": 2, "ensemble_repeats": 1,
+              "ensemble_job_epochs": 1},
 }
 FEFF_SITE = "rutile_Ti_O6"
 
@@ -428,6 +431,55 @@ def section_ensemble(sizes: dict, repeats: int, threads: int, quick: bool = Fals
     return out
 
 
+def section_ensemble_jobs(dataset, members: int, epochs: int, threads: int, work_dir) -> dict:
+    """As the pipeline runs them: ``members`` sequential ``xtalspec xrd train`` commands against
+    one ``xtalspec xrd train-ensemble`` command (SpgNet, range inf, fold 1, CPU, same epochs and
+    data), each a fresh process that loads the data set; also the largest difference between a
+    member's per-epoch losses in the two runs (0 on CPU: the same members)."""
+    import shutil
+    import subprocess
+
+    import pandas as pd
+
+    dataset = Path(dataset)
+    if not dataset.is_file():
+        raise NotAvailable(f"no XRD data set at {dataset}: run `snakemake {dataset}` first or pass --xrd-dataset")
+    work = Path(work_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    seeds = list(range(1, members + 1))
+    common = ["--dataset", str(dataset), "--model", "spgnet", "--range", "inf", "--fold", "1", "--epochs",
+              str(epochs), "--threads", str(threads), "--device", "cpu"]
+    cli = [sys.executable, "-m", "xtalspec.cli", "xrd"]
+    env = dict(os.environ, XTALSPEC_GPU_COUNT="0")
+    t0 = time.perf_counter()
+    for seed in seeds:
+        subprocess.run([*cli, "train", *common, "--seed", str(seed), "--out", str(work / "sequential" / f"seed{seed}")],
+                       check=True, capture_output=True, env=env)
+    sequential_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run([*cli, "train-ensemble", *common, "--seeds", *map(str, seeds), "--out", str(work / "together")],
+                   check=True, capture_output=True, env=env)
+    together_s = time.perf_counter() - t0
+    diffs, n_train = [], None
+    for seed in seeds:
+        alone = pd.read_csv(work / "sequential" / f"seed{seed}" / "history.csv")
+        joint = pd.read_csv(work / "together" / f"seed{seed}" / "history.csv")
+        diffs.append(float((alone["loss"] - joint["loss"]).abs().max()))
+    from .utils.tables import read_frame
+
+    n_train = int(read_frame(work / "together" / "seed1" / "predictions.parquet")[1]["n_train"])
+    shutil.rmtree(work, ignore_errors=True)
+    model_samples = members * n_train * epochs
+    return {"parameters": {"dataset": str(dataset), "model": "spgnet", "range": "inf", "fold": 1,
+                           "members": members, "epochs": epochs, "threads": threads, "device": "cpu",
+                           "timed": "whole commands: process start, data loading, training, predictions, writes"},
+            "results": {"n_members": members, "n_train": n_train, "sequential_s": sequential_s,
+                        "together_s": together_s, "sequential_model_samples_per_s": model_samples / sequential_s,
+                        "together_model_samples_per_s": model_samples / together_s,
+                        "max_loss_difference": max(diffs)},
+            "ratios": {"sequential_over_together": sequential_s / together_s}}
+
+
 # --------------------------------------------------------------------------- pipeline rules
 
 
@@ -575,7 +627,8 @@ def section_rules(bench_dir) -> dict:
 
 
 def run_benchmarks(out_dir="results/benchmarks", quick: bool = False, feff: bool = False, repeats: int | None = None,
-                   threads: int = 1, skip=(), rules_dir=None, feff_site: str = FEFF_SITE) -> dict:
+                   threads: int = 1, skip=(), rules_dir=None, feff_site: str = FEFF_SITE,
+                   xrd_dataset="results/xrd/dataset/dataset.parquet") -> dict:
     """Run every section not skipped; write and return the record."""
     import warnings
 
@@ -591,7 +644,8 @@ def run_benchmarks(out_dir="results/benchmarks", quick: bool = False, feff: bool
         "kind": "xtalspec_benchmarks", "code_version": code_version(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": {"out_dir": str(out_dir), "quick": quick, "feff": feff, "repeats": repeats, "threads": threads,
-                    "skip": sorted(skip), "rules_dir": str(rules_dir), "feff_site": feff_site},
+                    "skip": sorted(skip), "rules_dir": str(rules_dir), "feff_site": feff_site,
+                    "xrd_dataset": str(xrd_dataset)},
         "sizes": sizes, "machine": machine_info(threads), "sections": {},
     }
     runners = {
@@ -601,6 +655,8 @@ def run_benchmarks(out_dir="results/benchmarks", quick: bool = False, feff: bool
         "feff": lambda: section_feff(sizes, repeats, threads, feff_site),
         "training": lambda: section_training(sizes, repeats, threads),
         "ensemble": lambda: section_ensemble(sizes, repeats, threads, quick),
+        "ensemble_jobs": lambda: section_ensemble_jobs(xrd_dataset, sizes["ensemble_members"],
+                                                       sizes["ensemble_job_epochs"], threads, out_dir / "ensemble_jobs"),
         "rules": lambda: section_rules(rules_dir),
     }
     for name in SECTIONS:
@@ -683,6 +739,13 @@ def _summary_rows(name: str, entry: dict) -> list[tuple[str, str, str]]:
         beside = ", ".join(f"{k} {_num(v, 2) if isinstance(v, float) else v}" for k, v in res.items()
                            if k not in r and isinstance(v, (int, float)) and not isinstance(v, bool))
         return [(k, f"{_num(v, 2)}×", beside) for k, v in r.items()] or [("(no ratio returned)", "–", beside)]
+    if name == "ensemble_jobs":
+        return [(f"{res['n_members']} × `xrd train` / one `xrd train-ensemble` (whole jobs)",
+                 f"{_num(r['sequential_over_together'], 2)}×",
+                 f"{_num(res['together_model_samples_per_s'])} vs {_num(res['sequential_model_samples_per_s'])} "
+                 f"model-samples/s; {_num(res['together_s'])} vs {_num(res['sequential_s'])} s; "
+                 f"{res['n_train']} profiles × {p['epochs']} epochs; max loss difference "
+                 f"{res['max_loss_difference']:.2g}")]
     if name == "rules":
         res_rules = res
         return [("jobs, rules, stages of the last run", "–",
@@ -773,7 +836,7 @@ def write_report(record: dict, out_dir) -> tuple[Path, Path]:
 def cmd_bench(args) -> int:
     record = run_benchmarks(out_dir=args.out_dir, quick=args.quick, feff=args.feff, repeats=args.repeats,
                             threads=args.threads, skip=set(args.skip or ()), rules_dir=args.rules_dir,
-                            feff_site=args.feff_site)
+                            feff_site=args.feff_site, xrd_dataset=args.xrd_dataset)
     failed = [n for n, e in record["sections"].items() if e["status"] == "error"]
     out = Path(args.out_dir)
     print(f"wrote {out / 'benchmarks.json'} and {out / 'benchmarks.md'} in {record['total_seconds']} s"
@@ -793,6 +856,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch and numpy/BLAS threads")
     p.add_argument("--skip", nargs="+", choices=SECTIONS, default=[], metavar="SECTION",
                    help=f"sections to leave out: {' '.join(SECTIONS)}")
+    p.add_argument("--xrd-dataset", default="results/xrd/dataset/dataset.parquet",
+                   help="the pipeline's XRD data set, for the ensemble_jobs section (not available without it)")
     p.add_argument("--rules-dir", default=None,
                    help="Snakemake benchmark files of the pipeline (default <out-dir>/rules)")
     p.set_defaults(func=cmd_bench)
