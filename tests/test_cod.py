@@ -24,11 +24,10 @@ from xtalspec.structures.sources.cod import (
     CIFRejected,
     CODClient,
     CODSource,
-    _check_complete,
-    _Truncated,
     fetch_cod,
     verify_cif,
 )
+from xtalspec.utils.http import Truncated, check_complete
 
 NACL = b"""data_NaCl
 _chemical_name_mineral 'Halite'
@@ -339,10 +338,10 @@ def test_short_body_is_caught_even_when_urllib3_does_not_enforce_content_length(
     response = requests.Response()
     response.headers["Content-Length"] = str(len(NACL))
     response._content = NACL[:50]
-    with pytest.raises(_Truncated):
-        _check_complete(response)
+    with pytest.raises(Truncated):
+        check_complete(response)
     response._content = NACL
-    _check_complete(response)
+    check_complete(response)
 
 
 def test_retries_run_out_into_a_reject(fake, tmp_path):

@@ -49,7 +49,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import requests
 
-from ..structures.sources.cod import _RETRY_ERRORS, _check_complete, _retry_after_s
+from ..utils.http import RetriesExhausted, get_with_retries
 from ..utils.atomic import atomic_write_text
 from .janaf import REJECT_COLUMNS, _parse
 
@@ -193,42 +193,31 @@ class RestClient:
         self.page_times.append(fetched_at)
 
     def _wait_turn(self) -> None:
+        """Keep ``delay_s`` between requests; every attempt passes here, so it also counts them."""
         pause = self._last_request + self.delay_s - time.monotonic()
         if pause > 0:
             time.sleep(pause)
         self._last_request = time.monotonic()
+        self.requests += 1
 
     def _get(self, url: str, params: dict[str, str]) -> Any:
         shown = full_url(url, params)
-        problem, retry_after = "", 0.0
-        for attempt in range(self.retries + 1):
-            if attempt:
-                wait = min(max(self.backoff_s * 2 ** (attempt - 1), retry_after), self.max_wait_s)
-                log.info("%s (%s); retry %d/%d in %.1f s", shown, problem, attempt, self.retries, wait)
-                time.sleep(wait)
-                retry_after = 0.0
-            self._wait_turn()
-            self.requests += 1
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout_s)
-                _check_complete(response)
-            except _RETRY_ERRORS as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            status = response.status_code
-            if status == 429 or status >= 500:
-                problem, retry_after = f"HTTP {status}", _retry_after_s(response)
-                continue
-            if status in (401, 403) and self.sends_key:
-                raise APIKeyRefused(status, shown, f"HTTP {status} for {shown}: the API key was refused "
-                                    "(check that it is valid and current)")
-            if status >= 400:
-                raise RestHTTPError(status, shown, f"HTTP {status} for {shown}: {response.text[:200]!r}")
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise RestError(f"{shown}: the answer is not JSON: {response.text[:100]!r}") from exc
-        raise RestError(f"{shown}: gave up after {self.retries + 1} attempts, last: {problem}")
+        try:
+            response = get_with_retries(self.session, url, params, retries=self.retries, backoff_s=self.backoff_s,
+                                        timeout_s=self.timeout_s, wait_turn=self._wait_turn,
+                                        max_wait_s=self.max_wait_s, shown=shown)
+        except RetriesExhausted as exc:
+            raise RestError(str(exc)) from None
+        status = response.status_code
+        if status in (401, 403) and self.sends_key:
+            raise APIKeyRefused(status, shown, f"HTTP {status} for {shown}: the API key was refused "
+                                "(check that it is valid and current)")
+        if status >= 400:
+            raise RestHTTPError(status, shown, f"HTTP {status} for {shown}: {response.text[:200]!r}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RestError(f"{shown}: the answer is not JSON: {response.text[:100]!r}") from exc
 
 
 # --------------------------------------------------------------------------- options

@@ -44,7 +44,6 @@ failure ends up as a reject row with a reason. A search result list is cached in
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import hashlib
 import itertools
 import json
@@ -59,6 +58,7 @@ import requests
 from pymatgen.io.cif import CifFile
 
 from ...utils.atomic import atomic_write_bytes, atomic_write_text
+from ...utils.http import RetriesExhausted, get_with_retries
 from ...utils.paths import path_inside
 from .cache import CachedCIFSource, read_index, write_index
 
@@ -74,7 +74,6 @@ _ID_DIGITS = 7
 _COD_ID = re.compile(r"[1-9]\d{6}")
 _ELEMENT = re.compile(r"[A-Z][a-z]{0,2}")
 _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]{0,2})(\d+(?:\.\d+)?|\.\d+)?")
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _INDEX_FLUSH_EVERY = 100
 _PROGRESS_EVERY_S = 10.0
 
@@ -102,15 +101,6 @@ class CIFRejected(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-class _Truncated(Exception):
-    """The body ended before the length the server announced."""
-
-
-# Network failures, timeouts and short bodies (requests reports urllib3's IncompleteRead as
-# ChunkedEncodingError; _check_complete covers the rest) are all worth another try.
-_RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, _Truncated)
 
 
 @dataclasses.dataclass
@@ -313,28 +303,14 @@ class CODClient:
     def _get(self, url: str, params: dict | None = None) -> requests.Response:
         """GET ``url`` until a complete 2xx answer arrives. Raises :class:`CODHTTPError`
         at once for 4xx other than 429, :class:`CODError` when the retries run out."""
-        problem, retry_after = "", 0.0
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = max(self.backoff_s * 2 ** (attempt - 1), retry_after)
-                log.info("COD: %s (%s); retry %d/%d in %.1f s", url, problem, attempt, self.max_retries, delay)
-                time.sleep(delay)
-                retry_after = 0.0
-            self._wait_turn()
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout_s)
-                _check_complete(response)
-            except _RETRY_ERRORS as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in _RETRY_STATUS:
-                problem = f"HTTP {response.status_code}"
-                retry_after = _retry_after_s(response)
-                continue
-            if response.status_code >= 400:
-                raise CODHTTPError(response.status_code, response.url)
-            return response
-        raise CODError(f"{url}: gave up after {self.max_retries + 1} attempts, last: {problem}")
+        try:
+            response = get_with_retries(self.session, url, params, retries=self.max_retries, backoff_s=self.backoff_s,
+                                        timeout_s=self.timeout_s, wait_turn=self._wait_turn, shown=f"COD: {url}")
+        except RetriesExhausted as exc:
+            raise CODError(f"{url}: gave up after {exc.attempts} attempts, last: {exc.problem}") from None
+        if response.status_code >= 400:
+            raise CODHTTPError(response.status_code, response.url)
+        return response
 
     # ----------------------------------------------------------------- search
 
@@ -506,30 +482,6 @@ class CODClient:
 
 def _index_row(cod_id: str, path: Path, url: str, data: bytes) -> dict:
     return {"id": cod_id, "file": path.name, "url": url, "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _check_complete(response: requests.Response) -> None:
-    """Raise :class:`_Truncated` if fewer bytes arrived than ``Content-Length`` announced.
-    (urllib3 usually notices first and raises, which requests turns into
-    ``ChunkedEncodingError``; this covers the rest.)"""
-    announced = response.headers.get("Content-Length")
-    if announced is None or response.headers.get("Content-Encoding", "identity") != "identity":
-        return
-    received = len(response.content)
-    if announced.isdigit() and received < int(announced):
-        raise _Truncated(f"got {received} of {announced} bytes")
-
-
-def _retry_after_s(response: requests.Response) -> float:
-    """Seconds asked for by a ``Retry-After`` header (seconds or HTTP date), else 0."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, when.timestamp() - time.time())
 
 
 # --------------------------------------------------------------------------- pipeline glue
