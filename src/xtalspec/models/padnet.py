@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import keras_init
-from .spgnet import N_BINS, conv_trunk, trunk_features
+from .spgnet import N_BINS, classifier_head, conv_trunk, trunk_features
 
 ORIENTATIONS = ("step", "centre", "step_half", "centre_half")
 SOFTMAX_MODES = ("orientations", "positions", "none")
@@ -134,11 +134,7 @@ class PADNet(nn.Module):
         channels = self.front_end.n_orientations
         self.trunk = conv_trunk(dropout_conv, in_channels=channels)
         features = trunk_features(n_bins, in_channels=channels)
-        self.classifier = nn.Sequential(
-            nn.Linear(features, 2300), nn.ReLU(), nn.Dropout(dropout_fc),
-            nn.Linear(2300, 1150), nn.ReLU(), nn.Dropout(dropout_fc),
-            nn.Linear(1150, n_classes),
-        )
+        self.classifier = classifier_head(features, n_classes, dropout_fc)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -33,6 +33,15 @@ def trunk_features(n_bins: int = N_BINS, in_channels: int = 1) -> int:
         return conv_trunk(in_channels=in_channels).eval()(torch.zeros(1, in_channels, n_bins)).shape[1]
 
 
+def classifier_head(features: int, n_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    """FC 2300 → FC 1150 (ReLU, dropout) → one logit per space group."""
+    return nn.Sequential(
+        nn.Linear(features, 2300), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(2300, 1150), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(1150, n_classes),
+    )
+
+
 class SpgNet(nn.Module):
     has_volume_head = False
 
@@ -40,11 +49,7 @@ class SpgNet(nn.Module):
         super().__init__()
         self.trunk = conv_trunk(dropout_conv)
         features = trunk_features(n_bins)
-        self.classifier = nn.Sequential(
-            nn.Linear(features, 2300), nn.ReLU(), nn.Dropout(dropout_fc),
-            nn.Linear(2300, 1150), nn.ReLU(), nn.Dropout(dropout_fc),
-            nn.Linear(1150, n_classes),
-        )
+        self.classifier = classifier_head(features, n_classes, dropout_fc)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
