@@ -30,6 +30,18 @@ def cmd_feff(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    from .datasets.xanes_cache import build_cache
+
+    quota = {c: (None if n is None or n < 0 else n) for c, n in zip(("T4", "S5", "O6"), args.quota)}
+    summary = build_cache(args.structures, args.elements, args.cache, args.rejects, args.workroot,
+                          preset=args.preset, quota=quota, max_elements=args.max_elements,
+                          max_atoms=args.max_atoms, seed=args.seed, timeout_s=args.timeout,
+                          max_seconds=args.hours * 3600 if args.hours else None, max_sites=args.max_sites)
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_dataset(args) -> int:
     from .datasets.xanes_spectra import build_xanes_dataset
     from .utils.tables import write_frame
@@ -111,6 +123,23 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--rejects", required=True)
     p.set_defaults(func=cmd_feff)
+
+    p = xsub.add_parser("cache", help="extend the FEFF spectra cache (resources/xanes) site by site, resumable")
+    p.add_argument("--structures", nargs="+", required=True, help="structure shards")
+    p.add_argument("--elements", nargs="+", required=True)
+    p.add_argument("--cache", required=True, help="the cache's Parquet file (created when missing)")
+    p.add_argument("--rejects", required=True, help="Parquet file of the sites FEFF could not compute")
+    p.add_argument("--workroot", required=True, help="folder of the per-site FEFF work directories")
+    p.add_argument("--preset", choices=["fast", "reference"], default="fast")
+    p.add_argument("--quota", type=int, nargs=3, default=[20, 20, 25], metavar=("T4", "S5", "O6"),
+                   help="sites per class and element (-1 = no limit)")
+    p.add_argument("--max-elements", type=int, default=5)
+    p.add_argument("--max-atoms", type=int, default=80)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per site")
+    p.add_argument("--hours", type=float, default=None, help="stop starting new sites after this long")
+    p.add_argument("--max-sites", type=int, default=None, help="stop after this many new sites")
+    p.set_defaults(func=cmd_cache)
 
     p = xsub.add_parser("dataset", help="grid, scaling, duplicates, pre-edge cutoff (Table I)")
     p.add_argument("--spectra", nargs="+", required=True)
