@@ -156,6 +156,40 @@ def make_handler(fake: FakeCOD):
                 return self.reply(int(action), b"<html>Try again later</html>", "text/html", {"Retry-After": "0"})
             if action == "sleep":
                 time.sleep(1.5)  # well past the client's timeout
+            if action == "cut_no_length":  # a body cut short, with nothing that says how long it was
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body[: body.index(b"Cl1")])
+                self.close_connection = True
+                return
+            if action == "cut_consistent":  # a cut file served whole: its length matches, its atoms do not
+                return self.reply(200, body[: body.index(b"Cl1")], "chemical/x-cif")
+            if action == "trickle":  # one byte every 0.2 s: never a socket timeout, never done
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
+            if action == "huge":  # no length, megabytes until the client hangs up (at most 64 MB)
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    for _ in range(64):
+                        self.wfile.write(b"#" * 2**20)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
+                return
+            if action == "huge_announced":
+                return self.reply(200, b"", "chemical/x-cif", {"X-Length": "300000000"}, length=300_000_000)
+            if action == "retry_after_long":
+                return self.reply(503, b"busy", "text/plain", {"Retry-After": "100000"})
             if action == "truncate":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -166,13 +200,13 @@ def make_handler(fake: FakeCOD):
                 return
             self.reply(200, body, "chemical/x-cif")
 
-        def reply(self, status, body, ctype="text/plain", headers=None):
+        def reply(self, status, body, ctype="text/plain", headers=None, length=None):
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(body) if length is None else length))
                 self.end_headers()
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
@@ -501,3 +535,90 @@ def test_fetch_cod_searches_downloads_and_writes_report(fake, tmp_path):
     assert set(shards["url"]) == {f"{fake.base_url}/1000041.cif", f"{fake.base_url}/1534781.cif"}
     with pytest.raises(ValueError, match="unknown COD options"):
         fetch_cod({"max_atom": 10}, tmp_path / "cache")
+
+
+# ----------------------------------------------------------------------------- hostile servers
+
+
+def _no_cif_cached(tmp_path, cod_id):
+    return not (tmp_path / "cache" / "cif" / f"{cod_id}.cif").exists()
+
+
+def test_body_cut_without_content_length_is_retried_then_rejected_never_cached(fake, tmp_path):
+    fake.cifs["1000041"] = NACL
+    fake.script["1000041"] = ["cut_no_length"] * 4  # max_retries=3: every attempt is cut
+    report = client(fake, tmp_path).download(["1000041"])
+    assert [(i, r) for i, r, _ in report.rejected] == [("1000041", "download_truncated")]
+    assert fake.cif_hits("1000041") == 4
+    assert _no_cif_cached(tmp_path, "1000041")
+
+
+def test_body_cut_without_content_length_then_whole_is_kept(fake, tmp_path):
+    fake.cifs["1000041"] = NACL
+    fake.script["1000041"] = ["cut_no_length"]
+    report = client(fake, tmp_path).download(["1000041"])
+    assert report.downloaded == ["1000041"]
+    assert (tmp_path / "cache" / "cif" / "1000041.cif").read_bytes() == NACL
+
+
+def test_cif_that_disagrees_with_its_search_entry_is_rejected_as_truncated(fake, tmp_path):
+    # NaCl cut before its Cl row, served with a matching Content-Length: the HTTP layer cannot
+    # tell; the search entry's formula can (the cut file parses as Na in Fm-3m).
+    fake.cifs["1000041"] = NACL
+    fake.script["1000041"] = ["cut_consistent"] * 4
+    entry = {"id": "1000041", "formula": "Cl Na", "Z": 4.0}
+    report = client(fake, tmp_path).download(["1000041"], {"1000041": entry})
+    assert [(i, r) for i, r, _ in report.rejected] == [("1000041", "download_truncated")]
+    assert "Cl" in report.rejected[0][2] and "Na" in report.rejected[0][2]
+    assert _no_cif_cached(tmp_path, "1000041")
+    fake.script["1000041"] = ["cut_consistent"]  # once cut, then whole: kept
+    report = client(fake, tmp_path).download(["1000041"], {"1000041": entry})
+    assert report.downloaded == ["1000041"]
+
+
+def test_search_disagreement_accepts_the_right_compound_and_ignores_hydrogen():
+    from xtalspec.structures.sources.cod import search_disagreement
+
+    assert search_disagreement(NACL.decode(), {"formula": "Cl Na", "Z": 4.0}) is None
+    assert search_disagreement(NACL.decode(), {"formula": "Cl H2 Na", "Z": 4.0}) is None
+    assert search_disagreement(NACL.decode(), {"formula": "Cl Na", "Z": None}) is None
+    assert "per formula unit" in search_disagreement(NACL.decode(), {"formula": "Cl2 Na", "Z": 4.0})
+    assert search_disagreement(RUTILE.decode(), {"formula": "O2 Ti", "Z": 2.0}) is None
+
+
+def test_trickling_server_ends_within_the_deadline(fake, tmp_path):
+    fake.cifs["1000041"] = NACL
+    fake.script["1000041"] = ["trickle"] * 2
+    start = time.monotonic()
+    report = client(fake, tmp_path, max_retries=1, deadline_s=1.0).download(["1000041"])
+    elapsed = time.monotonic() - start
+    assert [(i, r) for i, r, _ in report.rejected] == [("1000041", "retries_exhausted")]
+    assert "TooSlow" in report.rejected[0][2]
+    assert elapsed < 5, elapsed  # 2 attempts x 1 s deadline (+ one byte's 0.2 s), not 2 x 70 s
+    assert _no_cif_cached(tmp_path, "1000041")
+
+
+@pytest.mark.parametrize("action", ["huge", "huge_announced"])
+def test_huge_body_is_capped_not_cached(fake, tmp_path, action):
+    import resource
+
+    fake.cifs["1000041"] = NACL
+    fake.script["1000041"] = [action] * 2
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    report = client(fake, tmp_path, max_retries=1, max_bytes=100_000).download(["1000041"])
+    assert [(i, r) for i, r, _ in report.rejected] == [("1000041", "retries_exhausted")]
+    assert "TooLarge" in report.rejected[0][2]
+    assert time.monotonic() - start < 10
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert grown_kib < 32 * 1024  # never held the 64 MB body
+    assert _no_cif_cached(tmp_path, "1000041")
+
+
+def test_retry_after_is_capped(fake, tmp_path):
+    fake.cifs["1000041"] = NACL
+    fake.script["1000041"] = ["retry_after_long"]
+    start = time.monotonic()
+    report = client(fake, tmp_path, max_wait_s=0.3).download(["1000041"])
+    assert report.downloaded == ["1000041"]
+    assert time.monotonic() - start < 5  # waited 0.3 s, not 100,000 s

@@ -159,6 +159,30 @@ def make_handler(fake: Fake):
                 return self.reply(int(action), {"error": action})
             if action == "sleep":
                 time.sleep(0.8)  # past the client's timeout
+            if action == "trickle":  # one byte every 0.1 s: never a socket timeout
+                data = json.dumps({"data": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for byte in data:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
+            if action == "huge":
+                self.send_response(200)
+                self.send_header("Content-Length", str(300_000_000))
+                self.end_headers()
+                return
+            if action == "retry_after_long":
+                return self.reply(503, {"error": "busy"}, {"Retry-After": "100000"})
+            if url.path == "/oqmdapi/formationenergy" and getattr(fake, "endless", False):
+                page = fake.oqmd_rows[:2] if not getattr(fake, "moving", False) else [
+                    dict(fake.oqmd_rows[0], entry_id=int(query["offset"]) + i) for i in range(2)]
+                return self.reply(200, {"data": page, "meta": {"more_data_available": True}})
             if action.startswith("redirect:"):
                 self.send_response(302)
                 self.send_header("Location", action.split(":", 1)[1] + self.path)
@@ -451,3 +475,54 @@ def test_fetch_source_gives_the_same_columns(fake, tmp_path, mp_key):
     assert janaf.attrs["provenance"]["source"] == "janaf" and janaf.attrs["provenance"]["requests"] == 0
     both = pd.concat([oq[RECORD_COLUMNS], mpr[RECORD_COLUMNS], janaf[RECORD_COLUMNS]], ignore_index=True)
     assert len(lowest_per_composition(both)) == both["reduced_formula"].nunique()
+
+
+# ----------------------------------------------------------------------------- hostile servers
+
+
+def _client(tmp_path, **more):
+    from xtalspec.compositions.rest import RestClient
+
+    return RestClient(tmp_path / "cache", **{**FAST, **more})
+
+
+def test_trickling_server_ends_within_the_deadline(fake, tmp_path):
+    from xtalspec.compositions.rest import RestError
+
+    fake.script = ["trickle"] * 2
+    start = time.monotonic()
+    with pytest.raises(RestError, match="TooSlow"):
+        _client(tmp_path, retries=1, deadline_s=0.5).get_json(fake.oqmd_url, {"limit": 1})
+    assert time.monotonic() - start < 4
+
+
+def test_huge_body_is_refused_and_not_cached(fake, tmp_path):
+    from xtalspec.compositions.rest import RestError
+
+    fake.script = ["huge"] * 2
+    with pytest.raises(RestError, match="TooLarge"):
+        _client(tmp_path, retries=1, max_bytes=1_000_000).get_json(fake.oqmd_url, {"limit": 1})
+    assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_retry_after_is_capped(fake, tmp_path):
+    fake.script = ["retry_after_long"]
+    start = time.monotonic()
+    body = _client(tmp_path, max_wait_s=0.2).get_json(fake.oqmd_url, {"limit": 2, "offset": 0, "format": "json",
+                                                                       "fields": "x"})
+    assert "data" in body and time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize("moving", [False, True])
+def test_endless_paging_stops(fake, tmp_path, moving):
+    from xtalspec.compositions.rest import RestError, fetch_offset_pages
+
+    fake.endless, fake.moving = True, moving
+    start = time.monotonic()
+    match = "still more data after 5 pages" if moving else "repeats the page before it"
+    with pytest.raises(RestError, match=match):
+        fetch_offset_pages(_client(tmp_path), fake.oqmd_url, {"format": "json"}, limit_key="limit",
+                           offset_key="offset", page_size=2, max_results=None,
+                           has_more=lambda body, n, limit, offset: True, max_pages=5)
+    assert time.monotonic() - start < 5
+    assert len(fake.requests) <= 6

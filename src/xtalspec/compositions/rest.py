@@ -19,8 +19,13 @@ taken over the URL and the sorted query parameters (not the headers). The file h
 rerun with the same query reads the file and makes no request (``refresh=True`` fetches
 again). The cache reflects the server on the day it was filled.
 
+Bounds. Each whole answer must arrive within ``deadline_s`` and weigh at most ``max_bytes``
+(:mod:`xtalspec.utils.http`), so a trickling or flooding server ends in a :class:`RestError`.
+
 Paging. :func:`fetch_offset_pages` asks for ``limit``/``offset``-style pages until the server
-has no more data, a page is empty, or ``max_results`` rows have arrived.
+has no more data, a page is empty, or ``max_results`` rows have arrived. A server that always
+says "more" cannot page forever: at most ``max_pages`` pages (default :data:`MAX_PAGES`) are
+read, and a page identical to the one before it (a server ignoring the offset) is an error.
 
 Records. :func:`build_records` turns the served rows into the record table
 (:data:`REST_COLUMNS`) and a rejects table (``id, source, url, reason, detail``). A row is
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -49,7 +55,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import requests
 
-from ..utils.http import RetriesExhausted, get_with_retries
+from ..utils.http import DEFAULT_DEADLINE_S, DEFAULT_MAX_BYTES, RetriesExhausted, get_with_retries
 from ..utils.atomic import atomic_write_text
 from .janaf import REJECT_COLUMNS, _parse
 
@@ -62,7 +68,9 @@ RECORD_COLUMNS = ["id", "formula", "reduced_formula", "n_atoms", "formation_enth
 REST_COLUMNS = RECORD_COLUMNS + ["energy_above_hull_eV_per_atom"]
 REST_REJECT_REASONS = ("missing_value", "duplicate_id", "unparseable_formula", "single_element", "non_finite")
 
-CLIENT_OPTIONS = ("delay_s", "retries", "backoff_s", "max_wait_s", "timeout_s", "refresh")
+CLIENT_OPTIONS = ("delay_s", "retries", "backoff_s", "max_wait_s", "timeout_s", "deadline_s", "max_bytes", "refresh")
+#: at most this many pages per query unless ``max_pages`` says otherwise
+MAX_PAGES = 5000
 
 
 class RestError(RuntimeError):
@@ -121,6 +129,8 @@ class RestClient:
         backoff_s: float = 1.0,
         max_wait_s: float = 60.0,
         timeout_s: float = 60.0,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         refresh: bool = False,
         secret_headers: Mapping[str, str] | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
@@ -133,6 +143,7 @@ class RestClient:
         self.backoff_s = float(backoff_s)
         self.max_wait_s = float(max_wait_s)
         self.timeout_s = float(timeout_s)
+        self.deadline_s, self.max_bytes = float(deadline_s), int(max_bytes)
         self.refresh = bool(refresh)
         self.session = _Session()
         self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
@@ -205,7 +216,8 @@ class RestClient:
         try:
             response = get_with_retries(self.session, url, params, retries=self.retries, backoff_s=self.backoff_s,
                                         timeout_s=self.timeout_s, wait_turn=self._wait_turn,
-                                        max_wait_s=self.max_wait_s, shown=shown)
+                                        max_wait_s=self.max_wait_s, deadline_s=self.deadline_s,
+                                        max_bytes=self.max_bytes, shown=shown)
         except RetriesExhausted as exc:
             raise RestError(str(exc)) from None
         status = response.status_code
@@ -251,18 +263,29 @@ HasMore = Callable[[dict, int, int, int], bool]  # (body, rows in page, limit as
 
 def fetch_offset_pages(client: RestClient, url: str, params: Mapping[str, Any], *, limit_key: str,
                        offset_key: str, page_size: int, max_results: int | None,
-                       has_more: HasMore) -> list:
+                       has_more: HasMore, max_pages: int = MAX_PAGES) -> list:
     """Rows of ``body["data"]`` over ``limit``/``offset`` pages, in the order served, at most
-    ``max_results``. Stops on an empty page or when ``has_more`` says so."""
+    ``max_results``. Stops on an empty page or when ``has_more`` says so; raises
+    :class:`RestError` after ``max_pages`` pages or on a page that repeats the one before."""
     rows: list = []
     offset = 0
-    while max_results is None or len(rows) < max_results:
+    previous = None
+    for pages in itertools.count(1):
+        if max_results is not None and len(rows) >= max_results:
+            break
+        if pages > max_pages:
+            raise RestError(f"{url}: still more data after {max_pages} pages ({len(rows)} rows); "
+                            "set max_results, or max_pages if the source is really that large")
         limit = page_size if max_results is None else min(page_size, max_results - len(rows))
         body = client.get_json(url, {**params, limit_key: limit, offset_key: offset})
         page = body.get("data") if isinstance(body, dict) else None
         if not isinstance(page, list):
             raise RestError(f"{full_url(url, {**params, limit_key: limit, offset_key: offset})}: "
                             "the answer has no 'data' list")
+        if page and page == previous:
+            raise RestError(f"{url}: the page at {offset_key}={offset} repeats the page before it "
+                            "(the server ignores the offset)")
+        previous = page
         rows.extend(page)
         offset += len(page)
         log.info("%s: page at %s=%d holds %d rows", url, offset_key, offset - len(page), len(page))

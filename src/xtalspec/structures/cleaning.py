@@ -35,10 +35,13 @@ REASONS: dict[str, str] = {
     "unknown_element": "a site's type symbol / label is not a chemical element",
     "unassigned_site": "the parser could not assign an element to some sites and would drop them",
     "element_z_ge_98": "an element with Z >= 98 (no form factors in the papers' tables)",
-    "too_many_atoms": "more sites in the cell than structures.max_atoms",
+    "too_many_atoms": "more sites in the cell than structures.max_atoms (counted from the CIF text before "
+                      "parsing where the atom-site rows × lattice centrings already exceed it)",
     "overlapping_atoms": "two sites closer than structures.min_distance whose occupancies sum to > 1",
     "implausible_density": "density outside structures.density_range (g/cm^3)",
     "parse_error": "pymatgen could not build a structure from the CIF",
+    "parse_timeout": "parsing the CIF took longer than the per-file time limit (the parser was stopped)",
+    "parse_out_of_memory": "parsing the CIF needed more than the per-file memory limit",
     "symmetry_failed": "spglib could not determine the space group",
     "duplicate_id": "the same id appeared twice in one source",
 }
@@ -203,6 +206,50 @@ def _check_sites(block: CifBlock, settings: CleaningSettings) -> None:
                 raise _Rejected("invalid_occupancy", f"site #{i}: occupancy {value} > 1")
 
 
+def _symops(block: CifBlock) -> list[str] | None:
+    ops = next((block.data[k] for k in _SYMOP_KEYS if k in block.data), None)
+    if ops is None:
+        return None
+    return ops if isinstance(ops, list) else [ops]
+
+
+def _centrings(block: CifBlock) -> int:
+    """How many lattice translations the cell has: symmetry operations / distinct rotations,
+    else from the Hermann–Mauguin symbol's lattice letter. Every site of the asymmetric unit
+    has at least this many copies in the cell."""
+    ops = _symops(block)
+    if ops:
+        from pymatgen.core.operations import SymmOp
+
+        try:
+            rotations = {tuple(SymmOp.from_xyz_str(op.replace(" ", "")).rotation_matrix.round().astype(int).ravel())
+                         for op in ops}
+        except Exception:
+            return 1
+        return max(1, len(ops) // max(1, len(rotations)))
+    symbol = (_first(block, _HM_KEYS) or "").strip().strip("'\"").upper()
+    return {"F": 4, "I": 2, "A": 2, "B": 2, "C": 2, "R": 3}.get(symbol[:1], 1)
+
+
+def _check_size(block: CifBlock, settings: CleaningSettings) -> None:
+    """Reject at once, from the CIF text, a cell that must hold more than ``max_atoms`` sites:
+    distinct atom-site positions × lattice centrings (a lower bound on what the parser would
+    generate, whatever the sites' multiplicities), so no such file reaches the parser's site
+    merging, whose cost grows with the square of the atom count."""
+    frac = "_atom_site_fract_x" in block.data
+    axes = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z") if frac else (
+        "_atom_site_Cartn_x", "_atom_site_Cartn_y", "_atom_site_Cartn_z")
+    columns = [block.data[k] if isinstance(block.data[k], list) else [block.data[k]] for k in axes]
+    positions = len(set(zip(*columns)))
+    if positions * 4 <= settings.max_atoms:
+        return  # cannot exceed the limit with any centring: no need to look at the operations
+    centrings = _centrings(block)
+    if positions * centrings > settings.max_atoms:
+        raise _Rejected("too_many_atoms", f"{positions} atom-site positions × {centrings} lattice centring(s) = "
+                        f"at least {positions * centrings} sites > max_atoms {settings.max_atoms} "
+                        "(counted from the CIF text, before parsing)")
+
+
 def cif_spacegroup(block: CifBlock, lattice=None) -> tuple[int | None, str | None]:
     """The space group the CIF itself states: IT number, else the group of its symmetry
     operations (via spglib), else its Hermann–Mauguin name. (None, None) when absent."""
@@ -211,9 +258,9 @@ def cif_spacegroup(block: CifBlock, lattice=None) -> tuple[int | None, str | Non
     number = cif_number(_first(block, _IT_NUMBER_KEYS))
     if number is not None and 1 <= number <= 230 and float(number).is_integer():
         return int(number), symbol
-    ops = next((block.data[k] for k in _SYMOP_KEYS if k in block.data), None)
+    ops = _symops(block)
     if ops is not None and lattice is not None:
-        found = _group_from_symops(ops if isinstance(ops, list) else [ops], lattice)
+        found = _group_from_symops(ops, lattice)
         if found is not None:
             return found, symbol
     if symbol:
@@ -339,6 +386,7 @@ def parse_and_check(data: bytes | None, settings: CleaningSettings) -> ParsedCIF
         block = _structure_block(text)
         _check_cell(block)
         _check_sites(block, settings)
+        _check_size(block, settings)
         structure, messages = _build_structure(text, settings)
         _check_structure(structure, settings)
         number, symbol = cif_spacegroup(block, structure.lattice)

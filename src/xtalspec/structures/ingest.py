@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ..provenance import code_version
 from ..utils.atomic import atomic_path
 from .cleaning import CleaningSettings, ParsedCIF, Reject, parse_and_check
+from .guarded_parse import DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_S, GuardedParser
 from .records import REJECT_SCHEMA, SHARD_SCHEMA, log_or_nan, structure_to_json
 from .sources.base import RawEntry, Source
 from .symmetry import analyse_symmetry
@@ -95,10 +96,13 @@ def build_row(entry: RawEntry, parsed: ParsedCIF, symprec: float, angle_toleranc
     }
 
 
-def process_entry(entry: RawEntry, settings: CleaningSettings, symprec: float, angle_tolerance: float) -> dict | Reject:
+def process_entry(entry: RawEntry, settings: CleaningSettings, symprec: float, angle_tolerance: float,
+                  parse=None) -> dict | Reject:
+    """A shard row, or a reject. ``parse(data)`` parses and checks the CIF (default: in process;
+    ingestion passes a :class:`~.guarded_parse.GuardedParser` with per-file limits)."""
     if entry.data is None:
         return Reject(entry.reason, entry.error or "no data")
-    parsed = parse_and_check(entry.data, settings)
+    parsed = parse(entry.data) if parse is not None else parse_and_check(entry.data, settings)
     if isinstance(parsed, Reject):
         return parsed
     try:
@@ -144,6 +148,36 @@ def _write_table(rows: list[dict], schema: pa.Schema, path: Path, metadata: dict
         pq.write_table(table, tmp, compression="zstd", row_group_size=2048)
 
 
+def shard_identity(source: Source, ids: list[str], shard: int, n_shards: int, settings: CleaningSettings,
+                   symprec: float, angle_tolerance: float) -> dict:
+    """What a shard is made from, stored in its Parquet metadata and checked before reuse."""
+    return {
+        "code_version": code_version(),
+        "source": source.name,
+        "origin": getattr(source, "origin", "") or str(getattr(source, "root", "")),
+        "shard": shard,
+        "n_shards": n_shards,
+        "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "n_ids": len(ids),
+        "symprec": symprec,
+        "angle_tolerance": angle_tolerance,
+        "cleaning": settings.__dict__ | {"density_range": list(settings.density_range)},
+    }
+
+
+def identity_mismatch(identity: dict, *paths: Path) -> str:
+    """Empty when every file's stored metadata equals ``identity``; else what differs."""
+    for path in paths:
+        try:
+            stored = json.loads(pq.read_schema(path).metadata[b"xtalspec"])
+        except Exception as exc:  # unreadable or foreign file
+            return f"{path.name}: metadata unreadable ({type(exc).__name__})"
+        keys = [k for k in identity if stored.get(k) != identity[k]]
+        if keys:
+            return f"{path.name}: " + ", ".join(f"{k} {stored.get(k)!r} != {identity[k]!r}"[:160] for k in keys)
+    return ""
+
+
 def ingest_shard(
     source: Source,
     ids: list[str],
@@ -155,39 +189,41 @@ def ingest_shard(
     angle_tolerance: float = 5.0,
     duplicates: Iterable[str] = (),
     force: bool = False,
+    parse_timeout_s: float = DEFAULT_TIMEOUT_S,
+    parse_memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> dict:
-    """Clean, relabel and write one shard (and its rejects). Returns its counts."""
+    """Clean, relabel and write one shard (and its rejects). Returns its counts.
+
+    An existing shard is reused only when its metadata says it was made from the same request
+    (:func:`shard_identity`: source, origin, the shard's id list, cleaning and spglib settings,
+    code version); otherwise it is recomputed."""
     out_dir = Path(out_dir)
     shard_path, rejects_path = out_dir / shard_name(shard), out_dir / rejects_name(shard)
-    if shard_path.exists() and rejects_path.exists() and not force:
-        log.info("%s already complete, not recomputed", shard_path)
-        return {"shard": shard, "skipped": True}
     mine = ids_for_shard(ids, shard, n_shards)
+    identity = shard_identity(source, mine, shard, n_shards, settings, symprec, angle_tolerance)
+    if not force and shard_path.exists() and rejects_path.exists():
+        differs = identity_mismatch(identity, shard_path, rejects_path)
+        if not differs:
+            log.info("%s already complete, not recomputed", shard_path)
+            return {"shard": shard, "skipped": True}
+        log.warning("%s exists but was made from another request (%s): recomputing it", shard_path, differs)
     rows, rejects = [], []
     progress = Progress(len(mine), f"{source.name} shard {shard}/{n_shards}")
     start = time.monotonic()
-    for entry in source.iter_entries(mine):
-        result = process_entry(entry, settings, symprec, angle_tolerance)
-        if isinstance(result, Reject):
-            rejects.append({"id": entry.id, "source": source.name, "url": entry.provenance.url,
-                            "reason": result.reason, "detail": result.detail})
-        else:
-            rows.append(result)
-        progress.step()
+    with GuardedParser(settings, parse_timeout_s, parse_memory_bytes) as parse:
+        for entry in source.iter_entries(mine):
+            result = process_entry(entry, settings, symprec, angle_tolerance, parse)
+            if isinstance(result, Reject):
+                rejects.append({"id": entry.id, "source": source.name, "url": entry.provenance.url,
+                                "reason": result.reason, "detail": result.detail})
+            else:
+                rows.append(result)
+            progress.step()
     progress.close()
     for ident in duplicates:
         rejects.append({"id": ident, "source": source.name, "url": "", "reason": "duplicate_id",
                         "detail": "id listed more than once by the source; the first copy is kept"})
-    metadata = {
-        "code_version": code_version(),
-        "source": source.name,
-        "origin": getattr(source, "origin", ""),
-        "shard": shard,
-        "n_shards": n_shards,
-        "symprec": symprec,
-        "angle_tolerance": angle_tolerance,
-        "cleaning": settings.__dict__ | {"density_range": list(settings.density_range)},
-    }
+    metadata = identity
     _write_table(rejects, REJECT_SCHEMA, rejects_path, metadata)
     _write_table(rows, SHARD_SCHEMA, shard_path, metadata)
     elapsed = time.monotonic() - start
@@ -206,6 +242,8 @@ def ingest(
     shards: Iterable[int] | None = None,
     symprec: float = 0.01,
     angle_tolerance: float = 5.0,
+    parse_timeout_s: float = DEFAULT_TIMEOUT_S,
+    parse_memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> list[dict]:
     """Ingest the chosen shards (all by default) of ``source`` into ``out_dir``."""
     all_ids = source.list_ids()
@@ -216,7 +254,8 @@ def ingest(
     chosen = range(n_shards) if shards is None else shards
     return [
         ingest_shard(source, ids, out_dir, s, n_shards, settings, symprec, angle_tolerance,
-                     duplicates=duplicates if s == 0 else ())
+                     duplicates=duplicates if s == 0 else (), parse_timeout_s=parse_timeout_s,
+                     parse_memory_bytes=parse_memory_bytes)
         for s in chosen
     ]
 

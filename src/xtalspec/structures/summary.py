@@ -109,7 +109,11 @@ def plot_spacegroup_histogram(summary: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.bar(list(counts), list(counts.values()), width=1.0, color="#3b6ea8")
     ax.set_xlim(0, 231)
-    ax.set_yscale("log")
+    if counts:  # every structure rejected: an empty (linear) axis, not a log scale of nothing
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no structure accepted (see the rejects table)", ha="center", va="center",
+                transform=ax.transAxes)
     ax.set_xlabel("space group number (spglib)")
     ax.set_ylabel("structures")
     ax.set_title(f"{summary['totals']['accepted']} structures in {summary['totals']['space_groups']} space groups")

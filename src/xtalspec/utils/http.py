@@ -1,8 +1,17 @@
 """GET with retries, shared by the download clients (COD, OQMD, Materials Project).
 
 Network failures, timeouts, short bodies, HTTP 429 and 5xx are retried with exponential backoff
-(at least what a ``Retry-After`` header asks for, at most ``max_wait_s``); any other answer is
+(at least what a ``Retry-After`` header asks for, at most ``max_wait_s``: 60 s unless a client
+says otherwise, so a server asking for 100,000 s cannot park the run); any other answer is
 returned for the caller to judge, so each client raises its own errors for 4xx.
+
+No server can hold a download for long or fill the memory: the body is read in pieces as they
+arrive, against a **deadline for the whole answer** (``deadline_s``, not only the socket's
+per-read timeout, which a server trickling one byte every few seconds never trips) and a **size
+cap** (``max_bytes``). A body is accepted only when it is provably complete: its
+``Content-Length`` was met, or its chunked transfer ended with the final chunk. A body that
+simply stops when the server closes the connection (neither header) cannot be told from a
+connection cut short, so it counts as truncated (retried, then given up).
 """
 
 from __future__ import annotations
@@ -13,14 +22,28 @@ import time
 from typing import Any, Callable, Mapping
 
 import requests
+import urllib3
 
 log = logging.getLogger("xtalspec.http")
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: defaults for every client: seconds for one whole answer, bytes of one body, longest wait
+DEFAULT_DEADLINE_S = 300.0
+DEFAULT_MAX_BYTES = 64 * 2**20
+DEFAULT_MAX_WAIT_S = 60.0
+_PIECE = 64 * 1024
 
 
 class Truncated(Exception):
     """The body ended before the length the server announced."""
+
+
+class TooSlow(Exception):
+    """The whole answer did not arrive within the deadline."""
+
+
+class TooLarge(Exception):
+    """The body is larger than the size cap."""
 
 
 class RetriesExhausted(RuntimeError):
@@ -31,7 +54,8 @@ class RetriesExhausted(RuntimeError):
 
 # Network failures, timeouts and short bodies (requests reports urllib3's IncompleteRead as
 # ChunkedEncodingError; check_complete covers the rest) are all worth another try.
-RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, Truncated)
+RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError, Truncated, TooSlow, TooLarge)
 
 
 def check_complete(response: requests.Response) -> None:
@@ -58,11 +82,45 @@ def retry_after_s(response: requests.Response) -> float:
     return max(0.0, when.timestamp() - time.time())
 
 
+def read_body(response: requests.Response, deadline: float, max_bytes: int) -> bytes:
+    """The body of a streamed ``response``, read piece by piece as it arrives (``read1``), so
+    that the deadline (a ``time.monotonic()`` value) and the size cap are checked between
+    pieces; sets ``response._content`` so ``.text``/``.json()`` work as usual."""
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > max_bytes:
+        response.close()
+        raise TooLarge(f"announces {announced} bytes, more than the cap of {max_bytes}")
+    chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+    pieces, size = [], 0
+    raw = response.raw
+    while True:
+        if time.monotonic() > deadline:
+            response.close()
+            raise TooSlow(f"not complete after the deadline ({size} bytes so far)")
+        piece = raw.read1(_PIECE, decode_content=True)
+        if not piece:
+            break
+        size += len(piece)
+        if size > max_bytes:
+            response.close()
+            raise TooLarge(f"more than the cap of {max_bytes} bytes")
+        pieces.append(piece)
+    response._content = b"".join(pieces)
+    response._content_consumed = True
+    if response.ok and not announced.isdigit() and not chunked:
+        raise Truncated(f"{size} bytes with neither Content-Length nor chunked transfer: "
+                        "completeness cannot be proven")
+    return response._content
+
+
 def get_with_retries(session: requests.Session, url: str, params: Mapping[str, Any] | None = None, *,
                      retries: int, backoff_s: float, timeout_s: float, wait_turn: Callable[[], None],
-                     max_wait_s: float = float("inf"), shown: str | None = None) -> requests.Response:
+                     max_wait_s: float = DEFAULT_MAX_WAIT_S, deadline_s: float = DEFAULT_DEADLINE_S,
+                     max_bytes: int = DEFAULT_MAX_BYTES, shown: str | None = None) -> requests.Response:
     """The first complete answer whose status is not 429/5xx (``retries`` + 1 attempts, each
-    after ``wait_turn()``, the client's rate limit); :class:`RetriesExhausted` otherwise."""
+    after ``wait_turn()``, the client's rate limit); :class:`RetriesExhausted` otherwise.
+    ``timeout_s`` bounds each socket read, ``deadline_s`` each whole answer, ``max_bytes`` its
+    body, and ``max_wait_s`` every pause between attempts (``Retry-After`` included)."""
     shown = shown or url
     problem, retry_after = "", 0.0
     for attempt in range(retries + 1):
@@ -73,7 +131,10 @@ def get_with_retries(session: requests.Session, url: str, params: Mapping[str, A
             retry_after = 0.0
         wait_turn()
         try:
-            response = session.get(url, params=params, timeout=timeout_s)
+            deadline = time.monotonic() + deadline_s
+            response = session.get(url, params=params, timeout=timeout_s, stream=True)
+            with response:
+                read_body(response, deadline, max_bytes)
             check_complete(response)
         except RETRY_ERRORS as exc:
             problem = f"{type(exc).__name__}: {exc}"

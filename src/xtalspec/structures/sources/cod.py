@@ -50,6 +50,7 @@ import json
 import logging
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
@@ -58,7 +59,8 @@ import requests
 from pymatgen.io.cif import CifFile
 
 from ...utils.atomic import atomic_write_bytes, atomic_write_text
-from ...utils.http import RetriesExhausted, get_with_retries
+from ...utils.http import (DEFAULT_DEADLINE_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_WAIT_S, RetriesExhausted,
+                           get_with_retries)
 from ...utils.paths import path_inside
 from .cache import CachedCIFSource, read_index, write_index
 
@@ -84,6 +86,10 @@ _ATOM_SITE_XYZ = re.compile(r"^[ \t]*_atom_site_(?:fract|cartn)_x\b", re.MULTILI
 
 class CODError(RuntimeError):
     """COD could not be reached, or answered something unusable."""
+
+
+class CODTruncated(CODError):
+    """Every attempt delivered a body that was not provably complete."""
 
 
 class CODHTTPError(CODError):
@@ -151,6 +157,43 @@ def verify_cif(data: bytes) -> str:
     if not parsed.data:
         raise CIFRejected("cif_parse_error", "pymatgen found no data block")
     return text
+
+
+def search_disagreement(text: str, entry: dict) -> str | None:
+    """Why the CIF's atoms cannot be the search entry's compound, or None when they agree.
+
+    The cell's composition (occupancy-weighted, hydrogen left out: X-ray structures often do
+    not locate it) divided by Z must give the entry's formula within 5 % per element (0.05
+    atoms at least); without Z, the element ratios must. A body cut short loses its last
+    atom-site rows, so its formula comes out wrong (NaCl cut at 70 % parsed as "Na2").
+    """
+    formula = parse_formula(entry.get("formula"))
+    if not formula:
+        return None
+    want = {el: n for el, n in formula.items() if el not in ("H", "D")}
+    try:
+        from pymatgen.io.cif import CifParser
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = CifParser.from_str(text, occupancy_tolerance=1.02).parse_structures(primitive=False)[0]
+        got = {el.symbol: float(n) for el, n in structure.composition.element_composition.items()
+               if el.symbol not in ("H", "D")}
+    except Exception as exc:  # cannot build a structure: the CIF is unusable as it stands
+        return f"no structure from the CIF ({type(exc).__name__}: {str(exc)[:80]})"
+    if set(got) != set(want):
+        return f"elements {sorted(got)} in the CIF, {sorted(want)} in the search entry"
+    z = entry.get("Z")
+    if z:
+        scaled = {el: n / z for el, n in got.items()}
+    else:  # compare ratios: scale so that the first element matches
+        first = sorted(want)[0]
+        scaled = {el: n * want[first] / got[first] for el, n in got.items()}
+    off = [el for el in want if abs(scaled[el] - want[el]) > max(0.05, 0.05 * want[el])]
+    if off:
+        shown = " ".join(f"{el}{scaled[el]:.3g}" for el in sorted(scaled))
+        return f"the CIF's atoms give {shown} per formula unit, the search entry says {entry.get('formula')!r}"
+    return None
 
 
 # --------------------------------------------------------------------------- search rows
@@ -266,6 +309,9 @@ class CODClient:
         timeout_s: float = 30,
         user_agent: str = DEFAULT_USER_AGENT,
         page_size: int = 2000,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
     ):
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -276,6 +322,7 @@ class CODClient:
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self.page_size = page_size
+        self.deadline_s, self.max_bytes, self.max_wait_s = float(deadline_s), int(max_bytes), float(max_wait_s)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent
         self._last_request = float("-inf")
@@ -305,9 +352,12 @@ class CODClient:
         at once for 4xx other than 429, :class:`CODError` when the retries run out."""
         try:
             response = get_with_retries(self.session, url, params, retries=self.max_retries, backoff_s=self.backoff_s,
-                                        timeout_s=self.timeout_s, wait_turn=self._wait_turn, shown=f"COD: {url}")
+                                        timeout_s=self.timeout_s, wait_turn=self._wait_turn,
+                                        max_wait_s=self.max_wait_s, deadline_s=self.deadline_s,
+                                        max_bytes=self.max_bytes, shown=f"COD: {url}")
         except RetriesExhausted as exc:
-            raise CODError(f"{url}: gave up after {exc.attempts} attempts, last: {exc.problem}") from None
+            kind = CODTruncated if exc.problem.startswith("Truncated") else CODError
+            raise kind(f"{url}: gave up after {exc.attempts} attempts, last: {exc.problem}") from None
         if response.status_code >= 400:
             raise CODHTTPError(response.status_code, response.url)
         return response
@@ -408,12 +458,15 @@ class CODClient:
 
     # ----------------------------------------------------------------- download
 
-    def download(self, ids: Iterable[str]) -> FetchReport:
+    def download(self, ids: Iterable[str], expected: dict[str, dict] | None = None) -> FetchReport:
         """Fetch the CIFs of ``ids`` (deduplicated, in sorted order) into the cache.
 
         Ids whose verified file is already cached cost no request. Every id ends up in exactly
-        one of ``downloaded``, ``cached`` or ``rejected``.
+        one of ``downloaded``, ``cached`` or ``rejected``. ``expected`` maps ids to their search
+        entries: a CIF whose atoms disagree with its entry's formula (:func:`search_disagreement`,
+        the mark of a body cut short) is fetched again and finally rejected ``download_truncated``.
         """
+        self._expected = expected or {}
         todo = sorted({str(i) for i in ids})
         report = FetchReport()
         index = read_index(self.cache_dir)
@@ -452,13 +505,24 @@ class CODClient:
         if self._in_cache(cod_id, path, index):
             return "cached"
         url = self.cif_url(cod_id)
-        try:
-            data = self._get(url).content
-        except CODHTTPError as exc:
-            raise CIFRejected(f"http_{exc.status}", str(exc)) from exc
-        except CODError as exc:
-            raise CIFRejected("retries_exhausted", str(exc)) from exc
-        verify_cif(data)
+        entry = getattr(self, "_expected", {}).get(cod_id)
+        for attempt in range(self.max_retries + 1):
+            try:
+                data = self._get(url).content
+            except CODHTTPError as exc:
+                raise CIFRejected(f"http_{exc.status}", str(exc)) from exc
+            except CODTruncated as exc:
+                raise CIFRejected("download_truncated", str(exc)) from exc
+            except CODError as exc:
+                raise CIFRejected("retries_exhausted", str(exc)) from exc
+            text = verify_cif(data)
+            problem = search_disagreement(text, entry) if entry else None
+            if problem is None:
+                break
+            log.warning("COD download: %s disagrees with its search entry (%s); attempt %d/%d", cod_id, problem,
+                        attempt + 1, self.max_retries + 1)
+        else:
+            raise CIFRejected("download_truncated", f"after {self.max_retries + 1} downloads: {problem}")
         atomic_write_bytes(path, data)
         index[cod_id] = _index_row(cod_id, path, url, data)
         return "downloaded"
@@ -486,7 +550,8 @@ def _index_row(cod_id: str, path: Path, url: str, data: bytes) -> dict:
 
 # --------------------------------------------------------------------------- pipeline glue
 
-_CLIENT_OPTIONS = ("base_url", "min_interval_s", "max_retries", "backoff_s", "timeout_s")
+_CLIENT_OPTIONS = ("base_url", "min_interval_s", "max_retries", "backoff_s", "timeout_s", "deadline_s", "max_bytes",
+                   "max_wait_s")
 _SEARCH_OPTIONS = ("elements", "exclude_elements", "max_atoms", "inorganic_only", "max_results")
 
 
@@ -500,7 +565,7 @@ def fetch_cod(options: dict, cache_dir: str | Path) -> FetchReport:
     search_args = {k: options[k] for k in _SEARCH_OPTIONS if k in options}
     with CODClient(cache_dir=cache_dir, **client_args) as client:
         entries = client.search(**search_args)
-        report = client.download(entry["id"] for entry in entries)
+        report = client.download((entry["id"] for entry in entries), {entry["id"]: entry for entry in entries})
     record = {"options": options, "n_search_results": len(entries), **report.as_dict()}
     text = json.dumps(record, indent=1, sort_keys=True, default=list)  # default: sets of elements
     atomic_write_text(Path(cache_dir) / "fetch_report.json", text)
