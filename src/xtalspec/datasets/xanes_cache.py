@@ -237,3 +237,109 @@ def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset:
             "seconds": round(time.monotonic() - start, 1), "counts": {el: dict(c) for el, c in counts.items()},
             "structures_visited": {el: s.visited for el, s in streams.items()},
             "labelling_failures": {el: s.label_failures for el, s in streams.items()}}
+
+
+# --------------------------------------------------------------------------- the cache in a run
+
+#: what a fresh FEFF run may differ from its cached spectrum: energies (eV; FEFF prints 4
+#: decimals) and mu (relative to the spectrum's largest |mu|; the cache stores float32)
+ENERGY_TOL_EV = 1e-3
+MU_REL_TOL = 1e-4
+
+
+class CacheMismatch(RuntimeError):
+    """A fresh FEFF run does not reproduce its cached spectrum."""
+
+
+def element_spectra(cache: pd.DataFrame, element: str) -> pd.DataFrame:
+    """The cache's rows of one element in the columns of a FEFF shard
+    (:func:`xtalspec.datasets.xanes_spectra.write_feff_shard`), ``cached`` = True."""
+    rows = cache[cache["element"] == element].sort_values("site_key").reset_index(drop=True)
+    return pd.DataFrame({
+        "id": rows["id"], "source": rows["source"], "url": rows["url"], "site_key": rows["site_key"],
+        "element": rows["element"], "site_index": rows["site_index"].astype(int), "label": rows["label"],
+        "energy": [np.asarray(e, dtype=np.float64) for e in rows["energy"]],
+        "mu": [np.asarray(m, dtype=np.float64) for m in rows["mu"]],
+        "feff_seconds": rows["feff_seconds"].astype(float), "cached": True,
+        "feff_input_sha256": rows["feff_input_sha256"], "workdir": "cache",
+    })
+
+
+def sample_sites(cache: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` cache rows chosen by ``seed`` (hash order of the site keys: stable as the cache grows)."""
+    import hashlib
+
+    order = sorted(cache["site_key"], key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    chosen = set(order[:n])
+    return cache[cache["site_key"].isin(chosen)].sort_values("site_key").reset_index(drop=True)
+
+
+def compare_spectrum(row, energy: np.ndarray, mu: np.ndarray) -> dict:
+    """How far a fresh spectrum is from a cached row (max |ΔE|, max |Δμ|, relative Δμ)."""
+    cached_e, cached_mu = np.asarray(row["energy"], float), np.asarray(row["mu"], float)
+    if len(cached_e) != len(energy):
+        return {"same_grid": False, "n_cached": len(cached_e), "n_fresh": len(energy)}
+    d_mu = float(np.abs(cached_mu - mu).max())
+    return {"same_grid": True, "max_abs_d_energy": float(np.abs(cached_e - energy).max()), "max_abs_d_mu": d_mu,
+            "max_rel_d_mu": d_mu / max(float(np.abs(mu).max()), 1e-12)}
+
+
+def verify_cache(cache_path, structure_shards, n_sites: int, seed: int, workroot, timeout_s: float = 900.0,
+                 energy_tol: float = ENERGY_TOL_EV, mu_rel_tol: float = MU_REL_TOL) -> dict:
+    """Recompute ``n_sites`` cached spectra (chosen by ``seed``) with FEFF in fresh work
+    directories and compare them with the cache: same ``feff.inp`` (sha256), same energies
+    (within ``energy_tol``), μ within ``mu_rel_tol`` of its maximum. Returns the comparison;
+    raises :class:`CacheMismatch` naming every site that differs."""
+    import pyarrow.parquet as pq
+
+    from ..spectra.feff import compute_site
+    from ..structures.records import structure_from_json
+
+    cache = read_cache(cache_path)
+    chosen = sample_sites(cache, n_sites, seed)
+    wanted = set(zip(chosen["source"], chosen["id"]))
+    texts, cif_sha = {}, {}
+    for shard in structure_shards:
+        table = pq.read_table(shard, columns=["id", "source", "primitive", "cif_sha256"]).to_pandas()
+        for s, i, p, h in zip(table["source"], table["id"], table["primitive"], table["cif_sha256"]):
+            if (s, i) in wanted:
+                texts[(s, i)], cif_sha[(s, i)] = p, h
+    results, problems = [], []
+    for _, row in chosen.iterrows():
+        key = (row["source"], row["id"])
+        record = {"site_key": row["site_key"], "element": row["element"], "label": row["label"]}
+        if key not in texts:
+            problems.append(f"{row['site_key']}: its structure is not in the structure shards")
+            results.append(record | {"status": "structure_missing"})
+            continue
+        if row["cif_sha256"] != cif_sha[key]:
+            problems.append(f"{row['site_key']}: the structure's CIF differs from the one the cache was made from")
+        structure = structure_from_json(texts[key])
+        workdir = Path(workroot) / safe_filename(row["site_key"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = compute_site(structure, int(row["site_index"]), row["preset"], workdir, timeout_s)
+        record |= {"status": result.status, "feff_seconds": round(float(result.seconds), 1),
+                   "same_input": result.input_sha256 == row["feff_input_sha256"]}
+        if not result.ok:
+            problems.append(f"{row['site_key']}: FEFF {result.status}: {result.reason[:200]}")
+        else:
+            record |= compare_spectrum(row, result.energy, result.mu)
+            if not record["same_input"]:
+                problems.append(f"{row['site_key']}: feff.inp differs from the one the cache was made from")
+            if not record["same_grid"] or record["max_abs_d_energy"] > energy_tol:
+                problems.append(f"{row['site_key']}: energies differ from the cache's")
+            elif record["max_rel_d_mu"] > mu_rel_tol:
+                problems.append(f"{row['site_key']}: mu differs from the cache by {record['max_rel_d_mu']:.2e} of its "
+                                f"maximum (tolerance {mu_rel_tol:g})")
+        results.append(record)
+        log.info("cache check %s: %s", row["site_key"], record)
+    summary = {"cache": str(cache_path), "n_checked": len(results), "seed": seed, "energy_tol_ev": energy_tol,
+               "mu_rel_tol": mu_rel_tol, "sites": results,
+               "max_abs_d_mu": max((r.get("max_abs_d_mu", 0.0) for r in results), default=0.0),
+               "max_rel_d_mu": max((r.get("max_rel_d_mu", 0.0) for r in results), default=0.0),
+               "problems": problems}
+    if problems:
+        raise CacheMismatch("the FEFF spectra cache is not reproduced by a fresh FEFF run:\n  " + "\n  ".join(problems))
+    return summary
+
