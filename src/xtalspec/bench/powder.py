@@ -7,20 +7,24 @@ fill 50 ms; the median over repeats is reported. pymatgen's ``get_pattern`` only
 so two ratios are reported: against :func:`powder_peaks` (sticks, like for like) and against the
 full :func:`powder_pattern` (sticks + pseudo-Voigt broadening onto 2251 points).
 
-Two thread settings are measured in one run; each repeat runs both in turn (which one first
-alternates): numpy/BLAS limited to one thread (threadpoolctl; pymatgen's calculator is
-single-threaded), the keys without suffix, and the BLAS defaults, what a caller who sets nothing
-gets (keys ``*_blas_defaults``). Within a setting our sticks and patterns of every structure run
-first, then pymatgen's, then a pause (:data:`BLAS_SETTLE_S`): BLAS worker threads woken by
-pymatgen's calls spin for a while after them and would slow whatever runs next.
+Two thread settings are measured in one run, both in every repeat (which one first alternates):
+numpy/BLAS limited to one thread (threadpoolctl; pymatgen's calculator is single-threaded), the
+keys without suffix, and the BLAS defaults, what a caller who sets nothing gets (keys
+``*_blas_defaults``). Per repeat our sticks and pattern run first, structure by structure with
+both settings back to back (so a busy machine's changing load hits both alike), then pymatgen's
+calculator on every structure per setting, each followed by a pause (:data:`BLAS_SETTLE_S`): BLAS
+worker threads woken by its calls spin for a while afterwards and would slow whatever runs next.
 
 Our engine chooses one BLAS thread itself (:mod:`xtalspec.utils.threads`), so with the defaults
-our times stay as with one thread: ``pymatgen_one_thread_over_pattern_blas_defaults`` (pymatgen
-at one thread, its best, over our pattern with the defaults) should be within 20 % of
-``pymatgen_over_pattern`` (both at one thread); :func:`summary` gives their quotient. pymatgen
-itself does not choose: with the defaults its many small BLAS calls can make it several times
-slower on a busy machine, so ``pymatgen_over_*_blas_defaults`` (both with the defaults) are
-larger than the one-thread ratios by pymatgen's own slow-down (reported beside them).
+our times stay as with one thread. The check is on all structures together (total time: a few
+larger cells, whose matrix products OpenBLAS does spread over threads, were 5-8x slower with the
+defaults before, while the median structure hardly changed):
+``pymatgen_one_thread_over_pattern_blas_defaults_all`` (pymatgen at one thread, its best, over
+our patterns with the defaults) should be within 20 % of ``pymatgen_over_pattern_all`` (both at
+one thread); their quotient is ``pattern_defaults_over_one_thread``. pymatgen itself does not choose: with the defaults its many
+small BLAS calls can make it several times slower on a busy machine, so
+``pymatgen_over_*_blas_defaults`` (both with the defaults, medians over structures) are larger
+than the one-thread ratios by pymatgen's own slow-down (reported beside them).
 
     python -m xtalspec.bench.powder [n_structures]     # default 10; CoRE MOF 2019-ASR (core-mof package)
 
@@ -45,7 +49,7 @@ MAX_ATOMS = 150
 SAME_CELL_TOL = 0.05  # same site count and a, b, c within 5 %: an isostructural repeat, skipped
 DEFAULTS = "_blas_defaults"  # key suffix of the timings and ratios with the BLAS defaults
 SAME_RATIO_TOL = 0.2  # our ratio with the BLAS defaults should be within 20 % of the one-thread ratio
-BLAS_SETTLE_S = 0.3  # seconds after pymatgen's calls before the next timing (spinning BLAS workers go idle)
+BLAS_SETTLE_S = 0.5  # seconds after pymatgen's calls before the next timing (spinning BLAS workers go idle)
 
 #: The first 10 CoRE MOF 2019-ASR ids, in sorted id order, that pass the cleaning checks, have
 #: fewer than MAX_ATOMS sites, and are not an isostructural repeat of an earlier pick (that skips
@@ -126,9 +130,7 @@ def _blas_settings(blas_defaults):
 def bench_powder_vs_pymatgen(structures: dict, repeats: int = 3, blas_defaults=None) -> list[dict]:
     """Per structure: median ms over repeats of pymatgen get_pattern, our sticks and our full
     pattern, with one BLAS thread (``ms_pymatgen``, ``ratio_pattern``, ...) and with the BLAS
-    defaults (the same keys with ``_blas_defaults``), and
-    ``ratio_pattern_blas_defaults_vs_one_thread_pymatgen`` (pymatgen with one thread over our
-    pattern with the defaults). ``blas_defaults``:
+    defaults (the same keys with ``_blas_defaults``). ``blas_defaults``:
     threadpoolctl's records of the BLAS libraries to restore as the defaults (the bench takes them
     before it limits threads); None: the settings at the call."""
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
@@ -150,12 +152,17 @@ def bench_powder_vs_pymatgen(structures: dict, repeats: int = 3, blas_defaults=N
             fn(first)  # warm caches (form-factor table, imports)
         for repeat in range(repeats):
             order = list(settings.items())
-            for suffix, limits in order[::-1] if repeat % 2 else order:  # alternate which setting goes first
+            order = order[::-1] if repeat % 2 else order  # alternate which setting goes first
+            for ident, structure in structures.items():  # ours: both settings back to back per structure
+                for suffix, limits in order:
+                    with limits():
+                        for name, fn in ours.items():
+                            times[ident][name + suffix].append(_ms(fn, structure))
+            for suffix, limits in order:  # pymatgen: every structure per setting, then a pause
                 with limits():
-                    for runs in (ours, theirs):
-                        for ident, structure in structures.items():
-                            for name, fn in runs.items():
-                                times[ident][name + suffix].append(_ms(fn, structure))
+                    for ident, structure in structures.items():
+                        for name, fn in theirs.items():
+                            times[ident][name + suffix].append(_ms(fn, structure))
                 time.sleep(BLAS_SETTLE_S)
     rows = []
     for ident, structure in structures.items():
@@ -168,23 +175,23 @@ def bench_powder_vs_pymatgen(structures: dict, repeats: int = 3, blas_defaults=N
                 f"ratio_sticks{suffix}": ms[f"pymatgen{suffix}"] / ms[f"sticks{suffix}"],
                 f"ratio_pattern{suffix}": ms[f"pymatgen{suffix}"] / ms[f"pattern{suffix}"],
             })  # fmt: skip
-        row[f"ratio_pattern{DEFAULTS}_vs_one_thread_pymatgen"] = ms["pymatgen"] / ms[f"pattern{DEFAULTS}"]
         rows.append(row)
     return rows
 
 
 def summary(rows: list[dict]) -> dict:
-    """Median ratios (pymatgen / ours) with one BLAS thread, with the BLAS defaults, and of
-    pymatgen at one thread over our pattern with the defaults; ``pattern_defaults_over_one_thread``
-    is the last over the one-thread pattern ratio (1: the defaults cost our pattern nothing)."""
+    """Median ratios (pymatgen / ours) over structures with one BLAS thread and with the BLAS
+    defaults; over all structures together (total ms), pymatgen / our pattern at one thread, and
+    pymatgen at one thread / our pattern with the defaults; ``pattern_defaults_over_one_thread``
+    is the second of these over the first (1: the defaults cost our patterns nothing)."""
     out = {}
     for suffix in ("", DEFAULTS):
         for what in ("sticks", "pattern"):
             out[f"pymatgen_over_{what}{suffix}"] = statistics.median(r[f"ratio_{what}{suffix}"] for r in rows)
-    out[f"pymatgen_one_thread_over_pattern{DEFAULTS}"] = statistics.median(
-        r[f"ratio_pattern{DEFAULTS}_vs_one_thread_pymatgen"] for r in rows)
-    out["pattern_defaults_over_one_thread"] = (out[f"pymatgen_one_thread_over_pattern{DEFAULTS}"]
-                                               / out["pymatgen_over_pattern"])
+    total = {key: sum(r[key] for r in rows) for key in ("ms_pymatgen", "ms_pattern", f"ms_pattern{DEFAULTS}")}
+    out["pymatgen_over_pattern_all"] = total["ms_pymatgen"] / total["ms_pattern"]
+    out[f"pymatgen_one_thread_over_pattern{DEFAULTS}_all"] = total["ms_pymatgen"] / total[f"ms_pattern{DEFAULTS}"]
+    out["pattern_defaults_over_one_thread"] = total["ms_pattern"] / total[f"ms_pattern{DEFAULTS}"]
     return out
 
 
@@ -203,14 +210,17 @@ def section_powder(sizes: dict, repeats: int, threads: int, blas_defaults=None) 
     params = {"structures": list(structures), "repeats": repeats, "wavelength_A": WAVELENGTH,
               "two_theta": list(TWO_THETA), "timing": "mean over calls filling 50 ms, median over repeats",
               "numpy_threads": 1, "blas_default_threads": default_threads or "as at the call",
-              "thread_settings": "each repeat: one BLAS thread and the BLAS defaults (keys *_blas_defaults) in turn, "
-                                 "alternating which goes first; ours then pymatgen, then a pause",
+              "thread_settings": "every repeat: one BLAS thread and the BLAS defaults (keys *_blas_defaults), "
+                                 "alternating which goes first; ours per structure in both, then pymatgen "
+                                 "per setting, each followed by a pause",
               "blas_settle_s": BLAS_SETTLE_S}
     ratios = summary(rows)
     results = {"rows": rows}
     for suffix in ("", DEFAULTS):
         for what in ("pymatgen", "sticks", "pattern"):
             results[f"median_ms_{what}{suffix}"] = statistics.median(r[f"ms_{what}{suffix}"] for r in rows)
+    for key in ("ms_pymatgen", "ms_pattern", f"ms_pattern{DEFAULTS}"):
+        results[f"total_{key}"] = sum(r[key] for r in rows)
     results["pymatgen_slowdown_blas_defaults"] = statistics.median(r[f"ms_pymatgen{DEFAULTS}"] / r["ms_pymatgen"]
                                                                    for r in rows)
     results["defaults_within_20_percent_of_one_thread"] = within_tolerance(ratios)
@@ -232,9 +242,10 @@ def markdown(rows: list[dict]) -> str:
     summ = summary(rows)
     lines.append("")
     lines.append(f"median ratio pymatgen / sticks: {summ['pymatgen_over_sticks']:.1f}x; pymatgen / full pattern: "
-                 f"{summ['pymatgen_over_pattern']:.1f}x (one BLAS thread); pymatgen (one thread) / our pattern "
-                 f"with the BLAS defaults: {summ['pymatgen_one_thread_over_pattern' + DEFAULTS]:.1f}x "
-                 f"({summ['pattern_defaults_over_one_thread']:.2f} of the one-thread ratio); both with the "
+                 f"{summ['pymatgen_over_pattern']:.1f}x (one BLAS thread); all structures together, pymatgen / "
+                 f"our patterns: {summ['pymatgen_over_pattern_all']:.1f}x at one thread, "
+                 f"{summ['pymatgen_one_thread_over_pattern' + DEFAULTS + '_all']:.1f}x with our patterns at the "
+                 f"BLAS defaults ({summ['pattern_defaults_over_one_thread']:.2f} of it); both with the "
                  f"BLAS defaults: {summ['pymatgen_over_sticks' + DEFAULTS]:.1f}x and "
                  f"{summ['pymatgen_over_pattern' + DEFAULTS]:.1f}x")
     return "\n".join(lines)
