@@ -38,12 +38,14 @@ def _summary_rows(name: str, entry: dict) -> list[tuple[str, str, str]]:
                  f"{_num(res['median_ms_sticks'], 2)} vs {_num(res['median_ms_pymatgen'])} ms; median of {n} MOFs"),
                 ("pymatgen / our full pattern (sticks + broadening, one BLAS thread)",
                  f"{_num(r['pymatgen_over_pattern'])}×", f"{_num(res['median_ms_pattern'], 2)} ms per pattern"),
-                (f"all {n} MOFs: pymatgen (one thread) / our patterns with the BLAS defaults (total ms)",
+                (f"{n} MOF{'s' if n != 1 else ''} together: pymatgen (one thread) / our patterns with the "
+                 "BLAS defaults",
                  f"{_num(r['pymatgen_one_thread_over_pattern_blas_defaults_all'])}×",
                  f"{_num(r['pattern_defaults_over_one_thread'], 2)} of the one-thread ratio "
                  f"{_num(r['pymatgen_over_pattern_all'])}× "
                  f"({'within' if res['defaults_within_20_percent_of_one_thread'] else 'NOT within'} 20 %): "
-                 f"{_num(res['total_ms_pattern_blas_defaults'], 2)} vs {_num(res['total_ms_pattern'], 2)} ms; "
+                 f"ours {_num(res['total_ms_pattern_blas_defaults'], 2)} vs {_num(res['total_ms_pattern'], 2)} ms "
+                 f"in total; "
                  f"default BLAS threads: {_threads_text(p.get('blas_default_threads'))}"),
                 ("pymatgen / our full pattern, both with the BLAS defaults",
                  f"{_num(r['pymatgen_over_pattern_blas_defaults'])}×",
