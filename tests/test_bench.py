@@ -115,7 +115,19 @@ def test_quick_bench_has_every_section_and_positive_ratios(tmp_path):
         for key, value in entry.get("ratios", {}).items():
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, key, value)
     assert set(sections["xrd"]["ratios"]) == {"pymatgen_over_delta_profile"}
-    assert set(sections["powder"]["ratios"]) == {"pymatgen_over_sticks", "pymatgen_over_pattern"}
+    assert set(sections["powder"]["ratios"]) == {"pymatgen_over_sticks", "pymatgen_over_pattern",
+                                                 "pymatgen_over_sticks_blas_defaults",
+                                                 "pymatgen_over_pattern_blas_defaults",
+                                                 "pymatgen_over_pattern_all",
+                                                 "pymatgen_one_thread_over_pattern_blas_defaults_all",
+                                                 "pattern_defaults_over_one_thread"}
+    powder = sections["powder"]
+    assert powder["ratios"]["pattern_defaults_over_one_thread"] == pytest.approx(
+        powder["ratios"]["pymatgen_one_thread_over_pattern_blas_defaults_all"]
+        / powder["ratios"]["pymatgen_over_pattern_all"])
+    assert isinstance(powder["results"]["defaults_within_20_percent_of_one_thread"], bool)
+    assert powder["parameters"]["blas_default_threads"] and record["machine"]["blas_default_threads"]
+    assert "BLAS defaults" in md
     if sections["pdf"]["parameters"]["pdffit2"]:
         assert set(sections["pdf"]["ratios"]) == {"pdffit2_over_ours"}
     assert sections["pdf"]["results"]["structures_per_s_ours"] > 0

@@ -292,7 +292,7 @@ def test_batch_equals_single_and_sparse_round_trips():
 
 
 def test_bench_reports_both_timings():
-    from xtalspec.bench_xrd import bench_delta_vs_pymatgen
+    from xtalspec.bench.xrd import bench_delta_vs_pymatgen
 
     result = bench_delta_vs_pymatgen([NACL, RUTILE], repeats=1)
     assert result["n_structures"] == 2 and result["ms_per_structure_delta"] > 0 and result["ms_per_structure_pymatgen"] > 0

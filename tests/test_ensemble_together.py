@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from xtalspec.models.spgnet import SpgNet, SpgVolNet, trunk_features
-from xtalspec.training.ensemble import (StackedSpgNet, init_members, paper_h100_fraction, spgnet_forward_macs,
-                                        spgnet_step_flops, synthetic_profiles, train_members_together,
-                                        train_together, bench_together_vs_sequential)
+from xtalspec.bench.ensemble import bench_together_vs_sequential, synthetic_profiles
+from xtalspec.models.flops import paper_h100_fraction, spgnet_forward_macs, spgnet_step_flops
+from xtalspec.training.ensemble import StackedSpgNet, init_members, train_members_together, train_together
 from xtalspec.training.loop import TrainConfig, _reinitialise, train
 from xtalspec.training.xrd import load_member, train_member
 

@@ -37,7 +37,7 @@ def shard(tmp_path_factory) -> Path:
     (no reflection below 2θ = 50°)."""
     from pymatgen.core import Lattice, Structure
 
-    from xtalspec.bench_powder import SMALL_MOF_IDS, small_mofs
+    from xtalspec.bench.powder import SMALL_MOF_IDS, small_mofs
     from xtalspec.structures.records import SHARD_SCHEMA, structure_to_json
 
     structures = dict(small_mofs(SMALL_MOF_IDS[:N_MOFS]))

@@ -14,7 +14,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from scipy.spatial.distance import cdist, pdist
 
-from xtalspec.bench_pdf import pdffit2_pdf
+from xtalspec.bench.pdf import pdffit2_pdf
 from xtalspec.spectra.pdf import (
     MODEL_GRID,
     PDFError,

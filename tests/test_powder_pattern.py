@@ -1,7 +1,7 @@
 """Laboratory powder pattern (2 theta, Lorentz-polarisation, peak shapes) from the delta-profile engine.
 
 Sticks are checked against pymatgen's XRDCalculator on 10 small CoRE MOF structures
-(:data:`xtalspec.bench_powder.SMALL_MOF_IDS`, core-mof package, offline); the broadening against
+(:data:`xtalspec.bench.powder.SMALL_MOF_IDS`, core-mof package, offline); the broadening against
 analytic properties (unit area, peak maximum at the stick, cell-choice invariance).
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from xtalspec.bench_powder import SMALL_MOF_IDS, TWO_THETA, WAVELENGTH, small_mofs
+from xtalspec.bench.powder import SMALL_MOF_IDS, TWO_THETA, WAVELENGTH, small_mofs
 from xtalspec.spectra.form_factors import form_factor_coefficients, form_factors
 from xtalspec.spectra.xrd import (
     B_ISO,
@@ -234,8 +234,9 @@ def test_pattern_axis_normalisation_and_debye_waller(mofs):
 
 
 def test_bench_reports_both_ratios(mofs):
-    from xtalspec.bench_powder import bench_powder_vs_pymatgen, markdown
+    from xtalspec.bench.powder import bench_powder_vs_pymatgen, markdown
 
     rows = bench_powder_vs_pymatgen({"ADAXEK_clean": mofs["ADAXEK_clean"]}, repeats=1)
     assert rows[0]["ms_sticks"] > 0 and rows[0]["ratio_pattern"] > 0
+    assert rows[0]["ms_sticks_blas_defaults"] > 0 and rows[0]["ratio_pattern_blas_defaults"] > 0
     assert "median ratio" in markdown(rows)

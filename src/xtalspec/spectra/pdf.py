@@ -48,6 +48,7 @@ weighted by its multiplicity). Each distance is deposited on the r grid with the
 quadratic (Lagrange) weights, which keep the zeroth, first and second moments of the delta
 exactly, and the r-dependent Gaussian broadening is one banded sparse matrix-vector product,
 the matrix being cached per (grid, Uiso, Qbroad). The Qmax termination is one real FFT.
+:func:`pdf` runs with one BLAS thread (:mod:`xtalspec.utils.threads`) whatever the caller's setting.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ import math
 import warnings
 
 import numpy as np
+
+from ..utils.threads import single_blas_thread
 
 # The paper's PDF settings (Lan et al., Table 1).
 RMIN = 1.5  # Angstrom
@@ -278,6 +281,7 @@ def _pairs(structure, weights: np.ndarray, rcut: float, use_symmetry: bool):
     return pair_distances(structure, centres, weights[centres] * mult, weights, rcut)
 
 
+@single_blas_thread()  # the neighbour search's [pairs, 3] x [3, translations] products are small
 def pdf(structure, rmin: float = RMIN, rmax: float = RMAX, qmin: float = QMIN, qmax: float = QMAX,
         qdamp: float = QDAMP, qbroad: float = QBROAD, uiso: float = UISO, rstep: float = RSTEP,
         termination: bool = True, apply_qmin: bool = False, use_symmetry: bool = True

@@ -17,7 +17,9 @@ and :func:`powder_pattern` (broadened onto :func:`powder_two_theta`), at the end
 How it is fast: exp(2 pi i h.x) = exp(2 pi i h u) exp(2 pi i k v) exp(2 pi i l w), so the phase
 factors are built per index along each axis, and for every element the sum over its atoms for a
 block of (h, k) rows and all l is one complex matrix product. Friedel mates have equal intensity
-(real form factors), so only h >= 0 is computed and h > 0 rows count twice.
+(real form factors), so only h >= 0 is computed and h > 0 rows count twice. Those products are
+small, so :func:`reflections` runs with one BLAS thread (:mod:`xtalspec.utils.threads`) whatever
+the caller's setting.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 
 import numpy as np
 
+from ..utils.threads import single_blas_thread
 from .form_factors import element_symbol, form_factor_coefficients, form_factors
 
 INV_D_MIN = 0.1131  # 1/Angstrom (2 theta = 10 deg for Cu K-alpha)
@@ -97,6 +100,7 @@ class _Crystal:
         return hk[closest2 <= qmax * qmax * (1 + 1e-12)]
 
 
+@single_blas_thread()  # many small complex matrix products: BLAS threads cost more than they give
 def reflections(structure, qmax: float, qmin: float = 0.0, b_iso: float = B_ISO) -> tuple[np.ndarray, np.ndarray]:
     """1/d and |F|^2 of every reflection with qmin < 1/d < qmax (1/Angstrom).
 

@@ -31,9 +31,8 @@ atomically; a rerun with the same fingerprint resumes. At the end the members ar
 ordinary SpgNet/SpgVolNet state_dicts and written exactly as :func:`xrd.train_member` writes them
 (``seed{n}/model.pt``, ``predictions.parquet``, ``history.csv``).
 
-Also here: :func:`bench_together_vs_sequential` (wall time of M sequential ``loop.train`` runs vs
-one together run), :func:`spgnet_step_flops` and :func:`paper_h100_fraction` (what share of an
-H100's dense bf16 peak the paper's 240 models need to train in 24 h).
+Its speed against sequential training is measured in :mod:`xtalspec.bench.ensemble`; the FLOP
+accounting of SpgNet is in :mod:`xtalspec.models.flops`.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -490,148 +488,3 @@ def train_members_together(dataset: str | Path, model_name: str, range_name: str
         atomic_write_text(seed_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
         results[seed] = {"history": history, "meta": meta}
     return results
-
-
-# ----------------------------------------------------------------------------- measurements
-
-def synthetic_profiles(n_samples: int, n_classes: int = 57, n_bins: int = 10001, seed: int = 0,
-                       peaks: tuple[int, int] = (20, 300)) -> ArrayData:
-    """Sparse δ-profiles shaped like the real ones: 20–300 peaks among 10,001 bins, intensities
-    skewed towards weak, the strongest = 1; random class labels and volume z-scores."""
-    from ..datasets.spgnet import densify
-
-    rng = np.random.default_rng(seed)
-    bins, values = [], []
-    for _ in range(n_samples):
-        k = int(rng.integers(peaks[0], peaks[1] + 1))
-        b = np.sort(rng.choice(n_bins, size=k, replace=False))
-        v = rng.random(k) ** 3
-        v /= v.max()
-        bins.append(b)
-        values.append(v.astype(np.float32))
-    bins_col, values_col = np.array(bins, dtype=object), np.array(values, dtype=object)
-    return ArrayData(make_inputs=lambda r: densify(bins_col, values_col, r, n_bins),
-                     labels=rng.integers(0, n_classes, n_samples).astype(np.int64),
-                     volume=rng.standard_normal(n_samples).astype(np.float32))
-
-
-def bench_together_vs_sequential(n_members: int = 6, n_samples: int = 160, epochs: int = 2, batch_size: int = 32,
-                                 threads: int = 1, n_classes: int = 57, model: str = "spgnet",
-                                 conv_mode: str = "auto", device: str = "cpu", same_allocator: bool = True) -> dict:
-    """Wall time of ``n_members`` sequential loop.train runs vs one together run of the same
-    members (same seeds, epochs, data, batch size, checkpointing every epoch, no validation).
-
-    One-off costs are paid before timing (torch.optim's first use imports torch._dynamo, ~1 s).
-    ``same_allocator``: apply :func:`keep_large_buffers` before the sequential runs too (it is
-    process-wide), so only the batching is compared; False compares what the two CLI commands
-    get (``xrd train`` leaves glibc's defaults alone)."""
-    from ..models.spgnet import build_model
-    from .loop import train
-
-    torch.set_num_threads(threads)
-    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # the first Adam imports torch._dynamo
-    if same_allocator:
-        keep_large_buffers()
-    data = synthetic_profiles(n_samples, n_classes)
-    seeds = list(range(1, n_members + 1))
-    factory = lambda: build_model(model, n_classes)  # noqa: E731
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, device=device)
-    with tempfile.TemporaryDirectory(prefix="xtalspec-bench-") as tmp:
-        t0 = time.perf_counter()
-        sequential_loss = []
-        for seed in seeds:
-            history = train(factory(), data, dataclasses.replace(cfg, seed=seed), Path(tmp) / f"seq{seed}")
-            sequential_loss.append(history[-1]["loss"])
-        sequential = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _, histories = train_together(factory, seeds, data, cfg, Path(tmp) / "together", conv_mode=conv_mode)
-        together = time.perf_counter() - t0
-    model_samples = n_members * n_samples * epochs
-    together_loss = [h[-1]["loss"] for h in histories]
-    return {
-        "model": model, "n_members": n_members, "n_samples": n_samples, "epochs": epochs, "batch_size": batch_size,
-        "threads": threads, "n_classes": n_classes,
-        "conv_mode": default_conv_mode(pick_device(device)) if conv_mode == "auto" else conv_mode,
-        "device": str(pick_device(device)), "same_allocator": same_allocator,
-        "sequential_s": sequential, "together_s": together, "ratio": sequential / together,
-        "sequential_model_samples_per_s": model_samples / sequential,
-        "together_model_samples_per_s": model_samples / together,
-        "max_rel_loss_difference": float(max(abs(a - b) / max(abs(a), 1e-12)
-                                             for a, b in zip(sequential_loss, together_loss))),
-    }
-
-
-def spgnet_forward_macs(n_classes: int = 57, n_bins: int = 10001, volume_head: bool = False) -> dict[str, int]:
-    """Multiply–accumulates of one sample's forward pass, per conv/linear layer (pooling, ReLU,
-    dropout and the loss are left out: < 1 % of the total)."""
-    from ..models.spgnet import SpgNet, SpgVolNet
-
-    model = (SpgVolNet if volume_head else SpgNet)(n_classes, n_bins=n_bins)
-    macs: dict[str, int] = {}
-    length, channels = n_bins, 1
-    for i, module in enumerate(model.trunk):
-        if isinstance(module, SameConv1d):
-            length = math.ceil(length / module.stride[0])
-            macs[f"trunk.{i}"] = length * module.out_channels * channels * module.kernel_size[0]
-            channels = module.out_channels
-        elif isinstance(module, nn.AvgPool1d):
-            length = (length - module.kernel_size[0]) // module.stride[0] + 1
-    heads = [model.classifier] + ([model.volume] if volume_head else [])
-    for name, head in zip(["classifier", "volume"], heads):
-        for i, module in enumerate(head):
-            if isinstance(module, nn.Linear):
-                macs[f"{name}.{i}"] = module.in_features * module.out_features
-    return macs
-
-
-def spgnet_step_flops(batch_size: int, n_classes: int = 57, n_bins: int = 10001, volume_head: bool = False,
-                      backward_factor: float = 2.0) -> float:
-    """FLOPs of one SpgNet (SpgVolNet with ``volume_head``) training step on ``batch_size``
-    samples: forward = 2 × MACs of the conv and linear layers; backward ≈ ``backward_factor`` ×
-    forward (gradients w.r.t. inputs and weights), so a step ≈ 3 × forward. (Exactly, the first
-    convolution needs no input gradient: 2.7 % less for SpgNet.)"""
-    forward = 2 * sum(spgnet_forward_macs(n_classes, n_bins, volume_head).values())
-    return float(batch_size * forward * (1 + backward_factor))
-
-
-# The paper's training (Ozaki et al. 2025; config/paper.yaml `xrd`): 5 validation folds ×
-# (7 SpgNet ranges + 1 SpgVolNet on D(∞)) × 6 seeds = 240 models, 5,000 epochs each, Adam,
-# batch 32 (Keras' default; not stated), 57 classes, 10,001 bins, 912 validation items per fold
-# (57 × 16). Training-set sizes per range are in the paper's Table 2, which the text we hold
-# lost; only D(∞) = 62,830 structures is known, so every model is counted with the largest
-# training set, D(∞) minus a validation fold = 61,918 items (an upper bound: the narrower ranges
-# are smaller; the paper's 3 h vs 6.5 h on an A100 for D(σU+η) vs D(∞) suggests ~half).
-PAPER_EPOCHS = 5000
-PAPER_D_INF = 62830
-PAPER_VALIDATION_ITEMS = 57 * 16
-PAPER_N_TRAIN = PAPER_D_INF - PAPER_VALIDATION_ITEMS
-PAPER_N_CLASSES = 57
-PAPER_FOLDS = 5
-PAPER_SPGNET_RANGES = 7
-PAPER_SPGVOLNET_RANGES = 1
-PAPER_SEEDS = 6
-H100_BF16_DENSE_FLOPS = 989e12  # NVIDIA H100 SXM, dense (no sparsity) bf16 tensor-core peak
-
-
-def paper_h100_fraction(hours: float = 24.0, epochs: int = PAPER_EPOCHS, n_train: int = PAPER_N_TRAIN,
-                        n_validation: int = PAPER_VALIDATION_ITEMS, n_classes: int = PAPER_N_CLASSES,
-                        folds: int = PAPER_FOLDS, spgnet_ranges: int = PAPER_SPGNET_RANGES,
-                        spgvolnet_ranges: int = PAPER_SPGVOLNET_RANGES, seeds: int = PAPER_SEEDS,
-                        peak_flops: float = H100_BF16_DENSE_FLOPS, backward_factor: float = 2.0) -> dict:
-    """Share of one H100's dense bf16 peak that training the paper's models in ``hours`` needs:
-    every model trains ``epochs`` × ``n_train`` samples (forward + backward) and evaluates its
-    validation fold once per epoch (forward only)."""
-    per_sample = {volume: spgnet_step_flops(1, n_classes, volume_head=volume, backward_factor=backward_factor)
-                  for volume in (False, True)}
-    forward = {volume: 2.0 * sum(spgnet_forward_macs(n_classes, volume_head=volume).values())
-               for volume in (False, True)}
-    counts = {False: folds * spgnet_ranges * seeds, True: folds * spgvolnet_ranges * seeds}
-    total = sum(counts[v] * epochs * (n_train * per_sample[v] + n_validation * forward[v]) for v in counts)
-    needed = total / (hours * 3600.0)
-    return {
-        "models": counts[False] + counts[True], "spgnet_models": counts[False], "spgvolnet_models": counts[True],
-        "epochs": epochs, "n_train": n_train, "n_validation": n_validation,
-        "spgnet_flops_per_sample_step": per_sample[False], "spgvolnet_flops_per_sample_step": per_sample[True],
-        "total_flops": total, "hours": hours, "needed_flops_per_s": needed, "peak_flops_per_s": peak_flops,
-        "fraction_of_peak": needed / peak_flops,
-    }

@@ -1,10 +1,13 @@
-"""Speed of :func:`xtalspec.spectra.xrd.delta_profile` against pymatgen's XRDCalculator.
+"""Bench section ``xrd``: speed of :func:`xtalspec.spectra.xrd.delta_profile` against pymatgen's
+XRDCalculator.
 
 Both run on the same structures, in the same process, one after the other per repeat, so a
 busy machine slows both alike. numpy/BLAS threads are limited to one (threadpoolctl, where
 installed), since pymatgen's calculator is single-threaded Python.
 
-    python -m xtalspec.bench_xrd [n_structures]     # AMCSD structures from the larixite package
+    python -m xtalspec.bench.xrd [n_structures]     # AMCSD structures from the larixite package
+
+:func:`amcsd_structures` also feeds the ``pdf`` section.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import statistics
 import sys
 import warnings
 
-from .utils.timing import ms_per_item, one_thread
+from ..utils.timing import ms_per_item, one_thread
 
 
 def bench_delta_vs_pymatgen(structures, repeats: int = 3) -> dict:
     """Median over repeats of the mean ms/structure for delta_profile and for pymatgen."""
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
-    from .spectra.xrd import delta_profile
+    from ..spectra.xrd import delta_profile
 
     structures = list(structures)
     calculator = XRDCalculator()
@@ -49,8 +52,8 @@ def amcsd_structures(n: int, seed: int = 1) -> list:
     """n AMCSD structures (CIF cells, partial occupancies kept) that pass the cleaning checks."""
     import numpy as np
 
-    from .structures.cleaning import CleaningSettings, ParsedCIF, parse_and_check
-    from .structures.sources.amcsd import AMCSDSource
+    from ..structures.cleaning import CleaningSettings, ParsedCIF, parse_and_check
+    from ..structures.sources.amcsd import AMCSDSource
 
     source = AMCSDSource()
     ids = sorted(np.random.default_rng(seed).choice(source.list_ids(), size=int(n * 1.3), replace=False))
@@ -62,6 +65,15 @@ def amcsd_structures(n: int, seed: int = 1) -> list:
             if isinstance(parsed, ParsedCIF):
                 structures.append(parsed.structure)
     return structures[:n]
+
+
+def section_xrd(sizes: dict, repeats: int, threads: int) -> dict:
+    n = sizes["xrd_structures"]
+    params = {"n_structures": n, "repeats": repeats, "structures": "AMCSD (larixite), CIF cells, seed 1",
+              "pymatgen": "XRDCalculator().get_pattern, 2θ 10–110° (Cu Kα)", "numpy_threads": 1}
+    result = bench_delta_vs_pymatgen(amcsd_structures(n), repeats=repeats)
+    return {"parameters": params, "results": result,
+            "ratios": {"pymatgen_over_delta_profile": result["speedup"]}}
 
 
 def main(argv=None) -> None:

@@ -1,10 +1,10 @@
-"""Speed of :func:`xtalspec.spectra.pdf.pdf` against PDFfit2 at the paper's settings.
+"""Bench section ``pdf``: speed of :func:`xtalspec.spectra.pdf.pdf` against PDFfit2 at the paper's settings.
 
 Both run on the same structures, in the same process, alternating per repeat, so a busy machine
 slows both alike; numpy/BLAS threads are limited to one (threadpoolctl), PDFfit2 is single-threaded.
 PDFfit2 (``diffpy.pdffit2``, the ``test`` extra) is optional: without it only our speed is reported.
 
-    python -m xtalspec.bench_pdf [n_structures] [--cif-cell]
+    python -m xtalspec.bench.pdf [n_structures] [--cif-cell]
 
 AMCSD structures from the larixite package, by default in their standard primitive cell
 (``SpacegroupAnalyzer.get_primitive_standard_structure``, what the data set is built from);
@@ -23,8 +23,8 @@ import warnings
 
 import numpy as np
 
-from .spectra import pdf as pdfmod
-from .utils.timing import ms_per_item, one_thread
+from ..spectra import pdf as pdfmod
+from ..utils.timing import ms_per_item, one_thread
 
 
 def pdffit2_available() -> bool:
@@ -52,7 +52,7 @@ def to_diffpy(structure, uiso: float = pdfmod.UISO):
     """pymatgen Structure -> diffpy.structure Structure, one Atom per (site, species), Uiso on all."""
     from diffpy.structure import Atom, Lattice, Structure
 
-    from .spectra.form_factors import element_symbol
+    from ..spectra.form_factors import element_symbol
 
     atoms = [Atom(element_symbol(sp), site.frac_coords, occupancy=occ, Uisoequiv=uiso)
              for site in structure for sp, occ in site.species.items()]
@@ -112,7 +112,7 @@ def amcsd_structures(n: int, primitive: bool = True, seed: int = 1) -> list:
     """n AMCSD structures that pass the cleaning checks and that pdf() accepts."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from .bench_xrd import amcsd_structures as cif_cells
+    from .xrd import amcsd_structures as cif_cells
 
     out = []
     with warnings.catch_warnings():
@@ -129,6 +129,20 @@ def amcsd_structures(n: int, primitive: bool = True, seed: int = 1) -> list:
                 continue
             out.append(structure)
     return out[:n]
+
+
+def section_pdf(sizes: dict, repeats: int, threads: int) -> dict:
+    n = sizes["pdf_structures"]
+    params = {"n_structures": n, "repeats": repeats, "cell": "standard primitive",
+              "settings": {"rmax": pdfmod.RMAX, "rstep": pdfmod.RSTEP, "qmax": pdfmod.QMAX,
+                           "qdamp": pdfmod.QDAMP, "qbroad": pdfmod.QBROAD, "uiso": pdfmod.UISO},
+              "pdffit2": pdffit2_available(), "numpy_threads": 1}
+    result = bench_pdf(amcsd_structures(n), repeats=repeats)
+    ratios = {"pdffit2_over_ours": result["speedup"]} if "speedup" in result else {}
+    out = {"parameters": params, "results": result, "ratios": ratios}
+    if not ratios:
+        out["note"] = "diffpy.pdffit2 not installed: only our structures/s (pip install -e '.[test]')"
+    return out
 
 
 def main(argv=None) -> None:

@@ -1,4 +1,5 @@
-"""FEFF preset check: ``fast`` against ``reference`` on real AMCSD sites (time and spectrum r).
+"""FEFF preset check: ``fast`` against ``reference`` on real AMCSD sites (time and spectrum r);
+bench section ``feff`` (one site, :data:`FEFF_SITE`).
 
 For each site both presets run (reference first, then fast, back to back so the machine's load
 is alike); a site already computed in ``workdir/<preset>/<name>`` for the same ``feff.inp`` is
@@ -6,8 +7,8 @@ reused with its recorded FEFF seconds (so the slow reference runs are done once)
 are compared by the Pearson r of mu over the common energy range after the best rigid energy
 shift of the fast spectrum (|shift| <= 5 eV, 0.05 eV steps).
 
-    python -m xtalspec.bench_xanes [--workdir results/feff_presets] [--out results/benchmarks/xanes_presets]
-                                  [--only NAME ...] [--presets reference,fast]
+    python -m xtalspec.bench.xanes [--workdir results/feff_presets] [--out results/benchmarks/xanes_presets]
+                                   [--only NAME ...] [--presets reference,fast]
 
 Writes ``<out>.json`` and ``<out>.md`` (a table of time and r per site, the medians and the
 ratio of the medians).
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import tempfile
 import statistics
 import sys
 import time
@@ -25,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .provenance import code_version
-from .spectra.feff import PRESETS, compute_site
+from ..provenance import code_version
+from ..spectra.feff import PRESETS, compute_site
 
 #: (name, AMCSD id, absorber element, expected label): 6 sites, 4 elements, T4 and O6
 SITES = (
@@ -38,12 +41,15 @@ SITES = (
     ("Co3O4_Co_T4", "0007469", "Co", "T4"),
     ("Co3O4_Co_O6", "0007469", "Co", "O6"),
 )
+FEFF_SITE = "rutile_Ti_O6"  # the bench section's site
+
+log = logging.getLogger("xtalspec.bench")
 
 
 def load_amcsd(ids) -> dict:
     """AMCSD id -> cleaned pymatgen Structure (the CIF's cell), from larixite's shipped copy."""
-    from .structures.cleaning import CleaningSettings, ParsedCIF, parse_and_check
-    from .structures.sources.amcsd import AMCSDSource
+    from ..structures.cleaning import CleaningSettings, ParsedCIF, parse_and_check
+    from ..structures.sources.amcsd import AMCSDSource
 
     out = {}
     with warnings.catch_warnings():
@@ -58,7 +64,7 @@ def load_amcsd(ids) -> dict:
 
 def find_site(structure, element: str, label: str) -> int:
     """Index of the first symmetry-inequivalent ``element`` site whose ChemEnv label is ``label``."""
-    from .spectra.xanes_labels import label_sites
+    from ..spectra.xanes_labels import label_sites
 
     for rec in label_sites(structure, elements=[element]):
         if rec["label"] == label:
@@ -138,6 +144,22 @@ def markdown(rows: list[dict], summ: dict) -> str:
               "site was computed; r is the Pearson correlation of mu(E) over the common energy range "
               "after the best rigid shift of the fast spectrum."]
     return "\n".join(lines) + "\n"
+
+
+def section_feff(sizes: dict, repeats: int, threads: int, site: str = FEFF_SITE) -> dict:
+    names = [s[0] for s in SITES]
+    if site not in names:
+        raise ValueError(f"unknown FEFF benchmark site {site!r}; choose from {names}")
+    with tempfile.TemporaryDirectory(prefix="xtalspec-bench-feff-") as work:  # both presets run now
+        rows = run(Path(work), [site], ("reference", "fast"), log=lambda m: log.info("feff: %s", m))
+    row = rows[0]
+    params = {"site": site, "presets": {p: PRESETS[p] for p in ("reference", "fast")},
+              "runs": "reference then fast, once each, scratch folder (no cached results)",
+              "similarity": "Pearson r of mu(E) after the best rigid shift of the fast spectrum (±5 eV)"}
+    if "speedup" not in row:
+        raise RuntimeError(f"FEFF did not give both spectra: {row}")
+    return {"parameters": params, "results": row,
+            "ratios": {"reference_over_fast": row["reference_s"] / max(row["fast_s"], 1e-9)}}
 
 
 def main(argv=None) -> int:
