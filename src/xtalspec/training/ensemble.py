@@ -1,10 +1,11 @@
 """Ensembles trained together: the M seeds of one SpgNet/SpgVolNet (model × range × fold) in ONE
 process, as one batched model.
 
-:class:`StackedSpgNet` holds the M members' weights stacked (convolutions as one grouped Conv1d
-over M × 80 channels with SameConv1d's TensorFlow 'same' padding, or per member on CPU; linear
-layers as batched matmuls) and runs all members at once, each on its own mini-batch. Everything that makes a
-member *that* member in :func:`loop.train` is kept per member:
+:class:`~xtalspec.models.stacked.StackedSpgNet` holds the M members' weights stacked (convolutions
+as one grouped Conv1d over M × 80 channels with SameConv1d's TensorFlow 'same' padding, or per
+member on CPU; linear layers as batched matmuls) and runs all members at once, each on its own
+mini-batch. It trains in the shared loop (:func:`loop.run`) with the :class:`Members` parts.
+Everything that makes a member *that* member in :func:`loop.train` is kept per member:
 
 * initialisation: exactly ``loop.initialise(model, seed)`` on a fresh model, then stacked;
 * shuffle order: ``torch.Generator().manual_seed(seed)`` and one ``torch.randperm`` per epoch;
