@@ -65,3 +65,22 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path):
 def test_end_of_epoch_hook_stops_early():
     history = run(toy_model(), Toy(7, stop_at=2), 23, CFG)
     assert [h["epoch"] for h in history] == [1, 2] and history[0]["seen"] == 23
+
+
+@pytest.mark.parametrize("package", ["models", "prediction"])
+def test_models_and_prediction_do_not_import_training(package):
+    """Checkpoints are read beside the models (xtalspec.models.checkpoints), not through training/."""
+    import ast
+    from pathlib import Path
+
+    import xtalspec
+
+    for path in (Path(xtalspec.__file__).parent / package).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any(n.startswith(("..training", "xtalspec.training")) for n in names), (path.name, names)

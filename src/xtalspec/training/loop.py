@@ -202,7 +202,9 @@ def run(model, family: Family, n: int, cfg: LoopConfig, out_dir: str | Path | No
     """Train ``model`` on ``n`` items for ``cfg.epochs`` epochs; returns ``family.history``.
     With ``out_dir``, resume from ``out_dir/family.checkpoint_name`` when the family accepts it
     (same ``fingerprint``: data, model and settings other than the epoch count; a checkpoint of
-    another run is ignored and overwritten) and checkpoint every ``cfg.checkpoint_every`` epochs."""
+    another run is ignored and overwritten) and checkpoint every ``cfg.checkpoint_every`` epochs.
+    A family that stops early (ElemNet/IRNet) trains without ``out_dir``: its best weights are
+    the family's, not the checkpoint's."""
     device = setup(cfg.threads, cfg.device)
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
