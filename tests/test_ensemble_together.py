@@ -19,10 +19,11 @@ import torch.nn.functional as F
 
 from xtalspec.models.spgnet import SpgNet, SpgVolNet, trunk_features
 from xtalspec.bench.ensemble import bench_together_vs_sequential, synthetic_profiles
+from xtalspec.models.checkpoints import load_member
 from xtalspec.models.flops import paper_h100_fraction, spgnet_forward_macs, spgnet_step_flops
 from xtalspec.training.ensemble import StackedSpgNet, init_members, train_members_together, train_together
-from xtalspec.training.loop import TrainConfig, _reinitialise, train
-from xtalspec.training.xrd import load_member, train_member
+from xtalspec.training.loop import TrainConfig, initialise, train
+from xtalspec.training.xrd import train_member
 
 from test_xrd_training import dataset_path  # noqa: F401  (fixture)
 
@@ -58,9 +59,9 @@ def test_generator_masks_are_f_dropouts_masks(shape):
 def test_stacked_forward_is_each_members_forward(model_class, conv_mode):
     seeds = [3, 1, 4]
     members, generators = init_members(small(model_class), seeds, torch.device("cpu"))
-    for seed, member in zip(seeds, members):  # exactly _reinitialise(model, seed)
+    for seed, member in zip(seeds, members):  # exactly initialise(model, seed)
         reference = small(model_class)()
-        _reinitialise(reference, seed)
+        initialise(reference, seed)
         assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), member.state_dict().values()))
     stacked = StackedSpgNet(members, conv_mode=conv_mode)
     unstacked = stacked.member_state_dicts()

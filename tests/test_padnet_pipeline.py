@@ -12,8 +12,9 @@ from xtalspec.cli import main
 from xtalspec.spectra.measured import PatternError, inv_d_from_two_theta, raw_profile_from_pattern
 from xtalspec.spectra.xrd import BIN_WIDTH, INV_D_MIN, N_BINS
 from xtalspec.training.loop import TrainConfig
-from xtalspec.training.padnet import (APPROACHES, PadnetSettings, accuracy_table, evaluate, load_padnet_member,
-                                      split_items, train_variant, training_patterns)
+from xtalspec.models.checkpoints import load_padnet_member
+from xtalspec.training.padnet import (APPROACHES, PadnetSettings, accuracy_table, evaluate, split_items, train_variant,
+                                      training_patterns)
 
 
 def toy_table(n_classes=3, per_class=10, seed=0) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from xtalspec.datasets.spgnet import build_dataset, leaks, range_masks, training
 from xtalspec.models.spgnet import SpgNet, SpgVolNet, trunk_features
 from xtalspec.spectra.xrd import delta_profile_sparse
 from xtalspec.training.loop import TrainConfig
-from xtalspec.training.xrd import load_member, train_member
+from xtalspec.models.checkpoints import load_member
+from xtalspec.training.xrd import train_member
 from xtalspec.utils.tables import read_frame, write_frame
 
 from xrd_fixtures import structures

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..models.spgnet import N_BINS, build_model
-from ..training.ensemble import default_conv_mode, keep_large_buffers, train_together
+from ..models.stacked import default_conv_mode
+from ..training.ensemble import keep_large_buffers, train_together
 from ..training.loop import ArrayData, TrainConfig, pick_device, train
 from .common import finite
 

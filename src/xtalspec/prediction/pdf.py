@@ -98,7 +98,8 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
 
 def predict_pdf(path: str | Path, models_dir: str | Path, top: int = 6) -> PDFPrediction:
     from ..spectra.pdf import model_input
-    from ..training.pdf import load_pdf_model, probabilities
+    from ..models.checkpoints import load_pdf_model
+    from ..models.checkpoints import pdf_probabilities as probabilities
 
     r, g, header = read_gr(path)
     check_grid_overlap(path, r)

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ..spectra.measured import MeasuredProfile, PatternError, profile_from_pattern, raw_profile_from_pattern
-from ..training.xrd import load_member
+from ..models.checkpoints import load_member
 from ..utils.atomic import atomic_write_text
 
 ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"]
@@ -102,7 +102,7 @@ def predict_raw_pattern(pattern: str | Path, wavelength, models_dir: str | Path 
                         top: int = 5) -> XRDPrediction:
     """PADNet on a raw measured scan: no peak picking, no background subtraction (thesis ch. 7).
     ``models_dir`` holds ``padnet/model.pt`` (from ``snakemake thesis_padnet``) or is that file."""
-    from ..training.padnet import load_padnet_member
+    from ..models.checkpoints import load_padnet_member
 
     path = Path(models_dir)
     if path.is_dir():

@@ -4,7 +4,8 @@ learning curves and transfer learning (thesis ch. 3–5).
 
 Early stopping: the public ElemNet code monitored its test set; here each fold's training part is
 split (seeded) into fit and validation rows, the weights of the best validation MAE are kept, and
-the test fold is only predicted once at the end.
+the test fold is only predicted once at the end. The networks train in the shared loop
+(:func:`xtalspec.training.loop.run`; :class:`Regressor` holds the MAE loss and the early stopping).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from ..compositions.features import physical_attributes
 from ..datasets.compositions import TARGET, inputs
 from ..models.elemnet import NEURAL_MODELS, build_regressor, set_output_offset
-from .loop import pick_device
+from .loop import Family, LoopConfig, run, seeded, setup
 
 log = logging.getLogger("xtalspec.training.compositions")
 
@@ -47,6 +48,10 @@ class FitConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in names})
 
+    def loop(self) -> LoopConfig:
+        return LoopConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr, threads=self.threads,
+                          device=self.device, amp=False)
+
 
 def split_validation(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit rows, validation rows): a seeded share of ``rows``, at least one of each."""
@@ -61,41 +66,50 @@ def _mae(model, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x) - y).abs().mean())
 
 
+class Regressor(Family):
+    """ElemNet/IRNet's parts of the loop: the mean absolute error, batches of one skipped for
+    models with BatchNorm, the validation MAE after every epoch and early stopping: training
+    stops ``patience`` epochs after the best validation MAE, whose weights :attr:`best` keeps."""
+
+    def __init__(self, model: torch.nn.Module, x_fit, y_fit, x_val, y_val, cfg: FitConfig):
+        super().__init__(cfg.seed)
+        self.x, self.y, self.x_val, self.y_val, self.cfg = x_fit, y_fit, x_val, y_val, cfg
+        self.batchnorm = any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+        self.best = (np.inf, 0, copy.deepcopy(model.state_dict()))
+
+    def batch(self, device, rows):
+        rows = rows.to(device)
+        if len(rows) < 2 and self.batchnorm:
+            return None  # BatchNorm cannot normalise a batch of one
+        return self.x[rows], self.y[rows]
+
+    def loss(self, outputs, y, size):
+        loss = (outputs - y).abs().mean()
+        return loss, {"train_mae": float(loss.detach()) * size}
+
+    def end_epoch(self, model, epoch, means, seen, seconds, device):
+        val = _mae(model, self.x_val, self.y_val)
+        self.history.append({"epoch": epoch, "train_mae": means.get("train_mae", 0.0), "val_mae": val})
+        if val < self.best[0]:
+            self.best = (val, epoch, copy.deepcopy(model.state_dict()))
+            return False
+        return epoch - self.best[1] >= self.cfg.patience
+
+
 def fit_network(model: torch.nn.Module, x_fit, y_fit, x_val, y_val, cfg: FitConfig) -> dict:
     """Adam + MAE loss, mini-batches in a seeded order, early stopping on the validation MAE;
     the model ends with its best weights. Returns the history and the best epoch."""
-    torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = setup(cfg.threads, cfg.device)
     torch.manual_seed(cfg.seed)  # dropout stream
     model.to(device)
     xf, yf = torch.as_tensor(x_fit, device=device), torch.as_tensor(y_fit, dtype=torch.float32, device=device)
     xv, yv = torch.as_tensor(x_val, device=device), torch.as_tensor(y_val, dtype=torch.float32, device=device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    best = (np.inf, 0, copy.deepcopy(model.state_dict()))
-    history = []
-    for epoch in range(1, cfg.max_epochs + 1):
-        model.train()
-        order = torch.randperm(len(yf), generator=shuffle).to(device)
-        total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            rows = order[start:start + cfg.batch_size]
-            if len(rows) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
-                continue  # BatchNorm cannot normalise a batch of one
-            loss = (model(xf[rows]) - yf[rows]).abs().mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(rows)
-        val = _mae(model, xv, yv)
-        history.append({"epoch": epoch, "train_mae": total / len(yf), "val_mae": val})
-        if val < best[0]:
-            best = (val, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= cfg.patience:
-            break
-    model.load_state_dict(best[2])
+    family = Regressor(model, xf, yf, xv, yv, cfg)
+    history = run(model, family, len(yf), cfg.loop())
+    best_mae, best_epoch, best_state = family.best
+    model.load_state_dict(best_state)
     model.eval()
-    return {"history": history, "best_epoch": best[1], "best_val_mae": best[0], "epochs_run": len(history)}
+    return {"history": history, "best_epoch": best_epoch, "best_val_mae": best_mae, "epochs_run": len(history)}
 
 
 def predict_network(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -129,8 +143,7 @@ def fit_and_predict(model_name: str, x: np.ndarray, y: np.ndarray, train_rows: n
         prediction = forest.predict(feats[test_rows])
     else:
         fit_rows, val_rows = split_validation(train_rows, cfg.val_fraction, cfg.seed)
-        torch.manual_seed(cfg.seed)  # initialisation
-        model = build_regressor(model_name, x.shape[1])
+        model = seeded(cfg.seed, lambda: build_regressor(model_name, x.shape[1]))  # initialisation
         if init_state is not None:
             model.load_state_dict(init_state)
         else:
@@ -201,8 +214,7 @@ def pretrain(data: pd.DataFrame, elements: list[str], model_name: str, cfg: FitC
     """Train on the whole (large, DFT) source set but a seeded validation split for early stopping."""
     x, y = inputs(data), data[TARGET].to_numpy(dtype=np.float64)
     fit_rows, val_rows = split_validation(np.arange(len(y)), cfg.val_fraction, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = build_regressor(model_name, x.shape[1])
+    model = seeded(cfg.seed, lambda: build_regressor(model_name, x.shape[1]))
     set_output_offset(model, y[fit_rows].mean())
     result = fit_network(model, x[fit_rows], y[fit_rows], x[val_rows], y[val_rows], cfg)
     return model, {k: v for k, v in result.items()} | {"n_fit": int(len(fit_rows)), "n_val": int(len(val_rows))}

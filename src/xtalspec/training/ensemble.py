@@ -1,15 +1,16 @@
 """Ensembles trained together: the M seeds of one SpgNet/SpgVolNet (model × range × fold) in ONE
 process, as one batched model.
 
-:class:`StackedSpgNet` holds the M members' weights stacked (convolutions as one grouped Conv1d
-over M × 80 channels with SameConv1d's TensorFlow 'same' padding, or per member on CPU; linear
-layers as batched matmuls) and runs all members at once, each on its own mini-batch. Everything that makes a
-member *that* member in :func:`loop.train` is kept per member:
+:class:`~xtalspec.models.stacked.StackedSpgNet` holds the M members' weights stacked (convolutions
+as one grouped Conv1d over M × 80 channels with SameConv1d's TensorFlow 'same' padding, or per
+member on CPU; linear layers as batched matmuls) and runs all members at once, each on its own
+mini-batch. It trains in the shared loop (:func:`loop.run`) with the :class:`Members` parts.
+Everything that makes a member *that* member in :func:`loop.train` is kept per member:
 
-* initialisation: exactly ``_reinitialise(model, seed)`` on a fresh model, then stacked;
+* initialisation: exactly ``loop.initialise(model, seed)`` on a fresh model, then stacked;
 * shuffle order: ``torch.Generator().manual_seed(seed)`` and one ``torch.randperm`` per epoch;
 * dropout stream: loop.train draws its masks from torch's global RNG right after
-  ``_reinitialise``; here that state is copied into a per-member ``torch.Generator`` and every
+  ``initialise``; here that state is copied into a per-member ``torch.Generator`` and every
   mask is drawn from it with the shape and in the order ``nn.Dropout`` would (CPU: ``F.dropout``
   is ``input * (empty_like(input).bernoulli_(1 - p) / (1 - p))``, reproduced bit for bit);
 * optimiser: one Adam over the stacked tensors is elementwise the same as one Adam per member,
@@ -39,225 +40,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..models.layers import SameConv1d
+
+from ..models.stacked import StackedSpgNet, default_conv_mode
 from ..utils.atomic import atomic_path, atomic_write_text
-from .loop import ArrayData, TrainConfig, _autocast, _reinitialise, loss_terms, pick_device, predict
+from .loop import (ArrayData, Family, TrainConfig, autocast, initialise, loss_terms, pick_device, predict, run, setup,
+                   validation_metrics)
 
 log = logging.getLogger("xtalspec.training.ensemble")
 
 CHECKPOINT = "ensemble_checkpoint.pt"
 
-
-# ----------------------------------------------------------------------------- the stacked model
-
-def _plan(seq: nn.Sequential, prefix: str) -> list[tuple]:
-    """The layers of one of SpgNet's Sequentials as (kind, …) steps; anything else is refused."""
-    steps: list[tuple] = []
-    for i, module in enumerate(seq):
-        key = f"{prefix}.{i}"
-        if isinstance(module, SameConv1d):
-            if module.padding != (0,) or module.dilation != (1,) or module.groups != 1 or module.bias is None:
-                raise ValueError(f"{key}: only plain SameConv1d layers can be stacked")
-            steps.append(("conv", key, module.stride[0], module.kernel_size[0], module.out_channels))
-        elif isinstance(module, nn.Conv1d):
-            raise ValueError(f"{key}: only SameConv1d convolutions can be stacked")
-        elif isinstance(module, nn.Linear):
-            if module.bias is None:
-                raise ValueError(f"{key}: linear layers without bias are not supported")
-            steps.append(("linear", key))
-        elif isinstance(module, nn.ReLU):
-            steps.append(("relu",))
-        elif isinstance(module, nn.Dropout):
-            steps.append(("dropout", float(module.p)))
-        elif isinstance(module, nn.AvgPool1d):
-            if module.padding not in (0, (0,)) or module.ceil_mode:
-                raise ValueError(f"{key}: only 'valid' average pooling can be stacked")
-            k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
-            s = module.stride if isinstance(module.stride, int) else module.stride[0]
-            steps.append(("pool", k, s))
-        elif isinstance(module, nn.Flatten):
-            if module.start_dim != 1 or module.end_dim != -1:
-                raise ValueError(f"{key}: only Flatten(1, -1) can be stacked")
-            steps.append(("flatten",))
-        else:
-            raise ValueError(f"{key}: cannot stack {type(module).__name__}")
-    return steps
-
-
-def default_conv_mode(device: torch.device | str) -> str:
-    return "grouped" if torch.device(device).type == "cuda" else "split"
-
-
-class StackedSpgNet(nn.Module):
-    """M members of one SpgNet/SpgVolNet architecture with their weights stacked.
-
-    ``forward(profiles)`` takes ``[M, B, n_bins]`` (member m's mini-batch is ``profiles[m]``) and
-    returns ``{"logits": [M, B, C]}`` (+ ``"volume": [M, B]``). Conv weights are stored as
-    ``[M·out, in, k]`` (member m owns rows ``m·out … (m+1)·out``), linear weights transposed as
-    ``[M, in, out]`` (so the batched matmul's weight gradient needs no transposing copy), biases
-    as ``[M, out]``. In training mode each member's dropout masks come from
-    ``self.generators[m]`` (torch's global RNG when unset).
-
-    ``conv_mode``: ``"grouped"`` runs each convolution as one Conv1d with ``groups=M`` (one
-    kernel launch per layer: the GPU path); ``"split"`` runs each member's trunk on its own
-    contiguous tensors (M ordinary Conv1d calls per layer, the very kernels of a single model:
-    on CPU the losses came out bit-identical to loop.train's) and only the linear layers batched.
-    On CPU (1 thread, 6 members, batch 32) split matched M single steps and grouped was 2–10 %
-    slower; ``"auto"``: grouped on CUDA, split elsewhere."""
-
-    def __init__(self, members: Sequence[nn.Module], conv_mode: str = "auto"):
-        super().__init__()
-        if not members:
-            raise ValueError("no members to stack")
-        if conv_mode == "auto":
-            conv_mode = default_conv_mode(next(members[0].parameters()).device)
-        if conv_mode not in ("grouped", "split"):
-            raise ValueError(f"conv_mode must be 'auto', 'grouped' or 'split', not {conv_mode!r}")
-        template = members[0]
-        self.n_members = len(members)
-        self.conv_mode = conv_mode
-        self.has_volume_head = bool(getattr(template, "has_volume_head", False))
-        self.generators: list[torch.Generator] | None = None
-        self.plans = {"trunk": _plan(template.trunk, "trunk"), "classifier": _plan(template.classifier, "classifier")}
-        if self.has_volume_head:
-            self.plans["volume"] = _plan(template.volume, "volume")
-        self._kinds: dict[str, str] = {}
-        for plan in self.plans.values():
-            for step in plan:
-                if step[0] in ("conv", "linear"):
-                    self._kinds[f"{step[1]}.weight"] = self._kinds[f"{step[1]}.bias"] = step[0]
-        states = [m.state_dict() for m in members]
-        for state in states:
-            if list(state) != list(states[0]) or any(state[k].shape != states[0][k].shape for k in state):
-                raise ValueError("members differ in architecture")
-        if set(states[0]) != set(self._kinds):
-            raise ValueError(f"unexpected parameters or buffers: {sorted(set(states[0]) ^ set(self._kinds))}")
-        self.keys = list(states[0])  # the members' state_dict order
-        self.params = nn.ParameterDict()
-        for key in self.keys:
-            parts = [s[key].detach() for s in states]
-            if self._kinds[key] == "conv":
-                stacked = torch.cat(parts, 0)
-            elif key.endswith(".weight"):
-                stacked = torch.stack([part.t() for part in parts], 0)
-            else:
-                stacked = torch.stack(parts, 0)
-            self.params[self._name(key)] = nn.Parameter(stacked.clone())
-
-    @staticmethod
-    def _name(key: str) -> str:
-        return key.replace(".", "__")
-
-    def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
-        """The members as ordinary SpgNet/SpgVolNet state_dicts (detached copies)."""
-        out: list[dict[str, torch.Tensor]] = [{} for _ in range(self.n_members)]
-        for key in self.keys:
-            tensor = self.params[self._name(key)].detach()
-            if self._kinds[key] == "conv":
-                parts = tensor.chunk(self.n_members, 0)
-            elif key.endswith(".weight"):
-                parts = [part.t() for part in tensor.unbind(0)]
-            else:
-                parts = tensor.unbind(0)
-            for m, part in enumerate(parts):
-                out[m][key] = part.clone().contiguous()
-        return out
-
-    # -- forward ----------------------------------------------------------------------------
-
-    def _noise(self, shape, like: torch.Tensor, p: float, m: int) -> torch.Tensor:
-        """Member m's dropout multiplier, drawn as ATen's CPU dropout draws it:
-        ``empty_like(input).bernoulli_(1 - p).div_(1 - p)``."""
-        generator = None if self.generators is None else self.generators[m]
-        noise = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return noise.bernoulli_(1 - p, generator=generator).div_(1 - p)
-
-    def _dropout(self, h: torch.Tensor, p: float, layout: str, member: int | None) -> torch.Tensor:
-        if not self.training or p <= 0:
-            return h
-        if p >= 1:
-            return h * torch.zeros_like(h)
-        m_count = self.n_members
-        if layout == "member":  # one member's [B, …]
-            return h * self._noise(h.shape, h, p, member)
-        if layout == "grouped":  # [B, M·C, L]: member m owns channels m·C … (m+1)·C
-            batch, mc, length = h.shape
-            return h * torch.cat([self._noise((batch, mc // m_count, length), h, p, m) for m in range(m_count)], 1)
-        return h * torch.stack([self._noise(h.shape[1:], h, p, m) for m in range(m_count)], 0)  # [M, B, F]
-
-    def _run(self, plan: list[tuple], h: torch.Tensor, layout: str, member: int | None = None) -> torch.Tensor:
-        """Run ``plan`` on ``h`` laid out as ``layout``: "grouped" [B, M·C, L] (all members' trunks
-        as grouped convolutions), "member" [B, C, L] (member ``member`` alone), "stacked" [M, B, F]
-        (all members' linear layers as batched matmuls). Flatten turns "grouped" into "stacked"."""
-        m_count = self.n_members
-        for step in plan:
-            kind = step[0]
-            if kind == "conv":
-                _, key, stride, kernel, out_channels = step
-                length = h.shape[-1]  # SameConv1d: TensorFlow 'same' padding, output length ceil(L / stride)
-                pad = max((math.ceil(length / stride) - 1) * stride + kernel - length, 0)
-                h = F.pad(h, (pad // 2, pad - pad // 2))
-                weight, bias = self.params[self._name(key + ".weight")], self.params[self._name(key + ".bias")]
-                if layout == "grouped":
-                    h = F.conv1d(h, weight, bias, stride=stride, groups=m_count)
-                else:
-                    rows = slice(member * out_channels, (member + 1) * out_channels)
-                    h = F.conv1d(h, weight[rows], bias[rows], stride=stride)
-            elif kind == "linear":
-                weight = self.params[self._name(step[1] + ".weight")]
-                bias = self.params[self._name(step[1] + ".bias")]
-                if layout == "member":
-                    h = torch.addmm(bias[member], h, weight[member])
-                else:
-                    h = torch.baddbmm(bias.unsqueeze(1), h, weight)
-            elif kind == "relu":
-                h = F.relu(h)
-            elif kind == "dropout":
-                h = self._dropout(h, step[1], layout, member)
-            elif kind == "pool":
-                h = F.avg_pool1d(h, step[1], step[2])
-            elif kind == "flatten":
-                if layout == "grouped":
-                    h = h.reshape(h.shape[0], m_count, -1).transpose(0, 1)  # member m: its C × L block
-                    layout = "stacked"
-                else:
-                    h = h.flatten(1)
-        return h
-
-    def forward(self, profiles: torch.Tensor) -> dict[str, torch.Tensor]:
-        if profiles.dim() != 3 or profiles.shape[0] != self.n_members:
-            raise ValueError(f"expected [{self.n_members}, batch, bins], got {list(profiles.shape)}")
-        if self.conv_mode == "grouped":  # member m's input is channel m
-            features = self._run(self.plans["trunk"], profiles.transpose(0, 1), "grouped")
-        else:  # each member's trunk on its own contiguous tensors, then the heads batched
-            features = torch.stack([self._run(self.plans["trunk"], profiles[m].unsqueeze(1), "member", m)
-                                    for m in range(self.n_members)], 0)
-        out = {"logits": self._run(self.plans["classifier"], features, "stacked")}
-        if self.has_volume_head:
-            out["volume"] = self._run(self.plans["volume"], features, "stacked").squeeze(-1)
-        return out
+__all__ = ["CHECKPOINT", "StackedSpgNet", "default_conv_mode", "init_members", "keep_large_buffers",
+           "predict_stacked", "train_together", "train_members_together"]
 
 
 # ----------------------------------------------------------------------------- training
 
 def init_members(factory: Callable[[], nn.Module], seeds: Sequence[int], device: torch.device):
     """Fresh members initialised exactly as loop.train initialises them, and each member's
-    dropout generator in the state loop.train's global RNG has right after ``_reinitialise``."""
+    dropout generator in the state loop.train's global RNG has right after ``initialise``."""
     members, generators = [], []
     for seed in seeds:
         model = factory()
-        _reinitialise(model, int(seed))
+        initialise(model, int(seed))
         if device.type == "cpu":
             generator = torch.Generator()
             generator.set_state(torch.get_rng_state())
@@ -306,7 +119,7 @@ def predict_stacked(stacked: StackedSpgNet, data: ArrayData, device: torch.devic
     for start in range(0, len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
         x, _, _ = data.batch(rows, device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = stacked(x.unsqueeze(0).expand(m_count, -1, -1))
         p = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
         vol = out["volume"].float().cpu().numpy() if "volume" in out else None
@@ -323,21 +136,101 @@ def predict_stacked(stacked: StackedSpgNet, data: ArrayData, device: torch.devic
     return results
 
 
+
+
+class MemberSums:
+    """Every member's per-step loss terms, kept on the device and summed once per epoch in
+    double (as ``float(term) · batch size``, which loop.train sums in Python)."""
+
+    def __init__(self):
+        self.values: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+        self.keys: list[str] | None = None
+
+    def add(self, numbers: tuple[list[str], torch.Tensor], size: int) -> None:
+        self.keys = self.keys or numbers[0]
+        self.values.append(numbers[1])
+        self.sizes.append(size)
+
+    def _sums(self) -> torch.Tensor:
+        return (torch.stack(self.values).double().cpu()
+                * torch.tensor(self.sizes, dtype=torch.float64)[:, None, None]).sum(0)
+
+    def running(self, seen: int) -> str:
+        running = self._sums() / seen
+        return "loss " + " ".join(f"{float(value):.4f}" for value in running[:, self.keys.index("loss")])
+
+    def means(self, n: int) -> list[dict] | None:
+        if not self.values:
+            return None
+        sums = self._sums().numpy()  # one device sync per epoch
+        return [{k: float(sums[m, j]) / max(n, 1) for j, k in enumerate(self.keys)} for m in range(len(sums))]
+
+
+class Members(Family):
+    """The parts of :func:`loop.run` for M members of a :class:`StackedSpgNet`: one shuffle
+    generator and one dropout generator per member, member m's mini-batch from its own order,
+    the loss the sum over members of each member's own :func:`loss_terms`, one history per member."""
+
+    def __init__(self, seeds: list[int], dropout: list[torch.Generator], train_data: ArrayData,
+                 val_data: ArrayData | None, cfg: TrainConfig, device: torch.device, checkpoint_name: str):
+        self.seeds, self.dropout, self.data, self.val, self.cfg = seeds, dropout, train_data, val_data, cfg
+        self.shuffles = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.history: list[list[dict]] = [[] for _ in seeds]
+        self.checkpoint_name = checkpoint_name
+        self.weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32,
+                                                                              device=device)
+
+    def batch(self, device, *rows):
+        m_count, size = len(rows), len(rows[0])
+        x, y, v = self.data.batch(np.concatenate([r.numpy() for r in rows]), device)  # member-major: row m·size + i
+        x, y = x.view(m_count, size, -1), y.view(m_count, size)
+        v = None if v is None else v.view(m_count, size)
+        return x, (y, v)
+
+    def loss(self, outputs, targets, size):
+        y, v = targets
+        terms = [loss_terms(_member_outputs(outputs, m), y[m], None if v is None else v[m], self.cfg.volume_weight,
+                            self.weights) for m in range(len(self.seeds))]
+        total = torch.stack([t["loss"] for t in terms]).sum()  # d total / d member m's weights = its own loss
+        keys = list(terms[0])
+        return total, (keys, torch.stack([torch.stack([t[k].detach().float() for k in keys]) for t in terms]))
+
+    def meter(self):
+        return MemberSums()
+
+    def end_epoch(self, model, epoch, means, seen, seconds, device):
+        val = _evaluate_all(model, self.val, device, self.cfg)
+        for m, history in enumerate(self.history):
+            record = {"epoch": epoch, **(means[m] if means is not None else {}),
+                      "samples_per_s": seen / max(seconds, 1e-9), "seconds": seconds}
+            record.update(val[m])
+            history.append(record)
+        log.info("epoch %d/%d, %d members together: %.1f model-samples/s; loss %s; val_acc %s", epoch,
+                 self.cfg.epochs, len(self.seeds), len(self.seeds) * seen / max(seconds, 1e-9),
+                 " ".join(f"{h[-1].get('loss', float('nan')):.4g}" for h in self.history),
+                 " ".join(f"{h[-1].get('val_acc', float('nan')):.3f}" for h in self.history))
+        return False
+
+    def accepts(self, state, fingerprint):
+        return state.get("fingerprint") == fingerprint and list(state.get("seeds", [])) == self.seeds
+
+    def checkpoint_state(self):
+        return {"seeds": self.seeds, "shuffle_rng": [g.get_state() for g in self.shuffles],
+                "dropout_rng": [g.get_state() for g in self.dropout], "history": self.history}
+
+    def restore(self, state):
+        for generator, rng in zip(self.shuffles, state["shuffle_rng"]):
+            generator.set_state(rng)
+        for generator, rng in zip(self.dropout, state["dropout_rng"]):
+            generator.set_state(rng)
+        self.history = [list(h) for h in state["history"]]
+
+
 def _evaluate_all(stacked, data: ArrayData | None, device, cfg: TrainConfig) -> list[dict]:
     if data is None or len(data) == 0:
         return [{} for _ in range(stacked.n_members)]
-    metrics = []
-    for out in predict_stacked(stacked, data, device, amp=cfg.amp):
-        record = {"val_acc": float((out["probabilities"].argmax(1) == data.labels).mean())}
-        if "volume" in out and data.volume is not None:
-            record["val_mae"] = float(np.abs(out["volume"] - data.volume).mean())
-        metrics.append(record)
-    return metrics
-
-
-def _save(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    return [validation_metrics(out, data) for out in predict_stacked(stacked, data, device, amp=cfg.amp)]
 
 
 def train_together(factory: Callable[[], nn.Module], seeds: Sequence[int], train_data: ArrayData, cfg: TrainConfig,
@@ -345,97 +238,22 @@ def train_together(factory: Callable[[], nn.Module], seeds: Sequence[int], train
                    progress_every_s: float = 30.0, conv_mode: str = "auto",
                    checkpoint_name: str = CHECKPOINT) -> tuple[list[nn.Module], list[list[dict]]]:
     """Train one member per seed of ``factory()`` at once, as loop.train would train each alone
-    (``cfg.seed`` is ignored: the seeds are ``seeds``). Resumes from ``out_dir/checkpoint_name``
-    when it carries the same ``fingerprint`` and seeds. Returns the trained members (ordinary
-    models on the training device) and each member's history."""
+    (``cfg.seed`` is ignored: the seeds are ``seeds``), in :func:`loop.run`. Resumes from
+    ``out_dir/checkpoint_name`` when it carries the same ``fingerprint`` and seeds. Returns the
+    trained members (ordinary models on the training device) and each member's history."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"need distinct seeds, got {seeds}")
-    torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = setup(cfg.threads, cfg.device)
     if device.type == "cpu":
         keep_large_buffers()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / checkpoint_name
     members, dropout = init_members(factory, seeds, device)
     if conv_mode == "auto":
         conv_mode = default_conv_mode(device)
     stacked = StackedSpgNet(members, conv_mode=conv_mode).to(device)
     stacked.generators = dropout
-    optimiser = torch.optim.Adam(stacked.parameters(), lr=cfg.lr, betas=cfg.betas)
-    shuffles = [torch.Generator().manual_seed(seed) for seed in seeds]
-    histories: list[list[dict]] = [[] for _ in seeds]
-    start_epoch = 0
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
-    if state is not None and (state.get("fingerprint") != fingerprint or list(state.get("seeds", [])) != seeds):
-        log.warning("ignoring %s: it belongs to another run (data, seeds or settings changed)", ckpt_path)
-        state = None
-    if state is not None:
-        stacked.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        for generator, rng in zip(shuffles, state["shuffle_rng"]):
-            generator.set_state(rng)
-        for generator, rng in zip(dropout, state["dropout_rng"]):
-            generator.set_state(rng)
-        histories, start_epoch = [list(h) for h in state["history"]], int(state["epoch"])
-        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-    n, m_count = len(train_data), len(seeds)
-    weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32,
-                                                                     device=device)
-    last_log = time.monotonic()
-    for epoch in range(start_epoch, cfg.epochs):
-        for group in optimiser.param_groups:
-            group["lr"] = cfg.lr * math.exp(-cfg.lr_decay * epoch)
-        stacked.train()
-        t0 = time.monotonic()
-        orders = [torch.randperm(n, generator=g).numpy() for g in shuffles]
-        step_values, step_sizes, keys, seen = [], [], None, 0
-        for start in range(0, n, cfg.batch_size):
-            rows = [order[start: start + cfg.batch_size] for order in orders]
-            size = len(rows[0])
-            x, y, v = train_data.batch(np.concatenate(rows), device)  # member-major: row m·size + i
-            x, y = x.view(m_count, size, -1), y.view(m_count, size)
-            v = None if v is None else v.view(m_count, size)
-            with _autocast(device, cfg.amp):
-                outputs = stacked(x)
-            terms = [loss_terms(_member_outputs(outputs, m), y[m], None if v is None else v[m], cfg.volume_weight,
-                                weights) for m in range(m_count)]
-            total = torch.stack([t["loss"] for t in terms]).sum()  # d total / d member m's weights = its own loss
-            optimiser.zero_grad(set_to_none=True)
-            total.backward()
-            optimiser.step()
-            keys = keys or list(terms[0])
-            step_values.append(torch.stack([torch.stack([t[k].detach().float() for k in keys]) for t in terms]))
-            step_sizes.append(size)
-            seen += size
-            if time.monotonic() - last_log > progress_every_s:
-                running = (torch.stack(step_values).double().cpu() * torch.tensor(step_sizes, dtype=torch.float64)
-                           [:, None, None]).sum(0) / seen
-                log.info("epoch %d: %d/%d samples, loss %s", epoch + 1, seen, n,
-                         " ".join(f"{float(value):.4f}" for value in running[:, keys.index("loss")]))
-                last_log = time.monotonic()
-        seconds = time.monotonic() - t0
-        if step_values:  # one device sync per epoch; loop.train sums float(term) · len(rows) in double
-            sums = (torch.stack(step_values).double().cpu()
-                    * torch.tensor(step_sizes, dtype=torch.float64)[:, None, None]).sum(0).numpy()
-        val = _evaluate_all(stacked, val_data, device, cfg)
-        for m in range(m_count):
-            record = {"epoch": epoch + 1, **({k: float(sums[m, j]) / max(seen, 1) for j, k in enumerate(keys)}
-                                            if step_values else {}),
-                      "samples_per_s": seen / max(seconds, 1e-9), "seconds": seconds}
-            record.update(val[m])
-            histories[m].append(record)
-        log.info("epoch %d/%d, %d members together: %.1f model-samples/s; loss %s; val_acc %s", epoch + 1, cfg.epochs,
-                 m_count, m_count * seen / max(seconds, 1e-9),
-                 " ".join(f"{h[-1].get('loss', float('nan')):.4g}" for h in histories),
-                 " ".join(f"{h[-1].get('val_acc', float('nan')):.3f}" for h in histories))
-        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-            _save(ckpt_path, {"model": stacked.state_dict(), "optimiser": optimiser.state_dict(),
-                              "epoch": epoch + 1, "seeds": seeds,
-                              "shuffle_rng": [g.get_state() for g in shuffles],
-                              "dropout_rng": [g.get_state() for g in dropout],
-                              "history": histories, "fingerprint": fingerprint})
+    family = Members(seeds, dropout, train_data, val_data, cfg, device, checkpoint_name)
+    histories = run(stacked, family, len(train_data), cfg.loop(), out_dir, fingerprint, progress_every_s)
     for model, weights_m in zip(members, stacked.member_state_dicts()):
         model.load_state_dict(weights_m)
         model.to(device)
@@ -451,7 +269,7 @@ def train_members_together(dataset: str | Path, model_name: str, range_name: str
     from ..provenance import code_version
     from ..utils.tables import read_frame
     from .loop import run_fingerprint
-    from .xrd import _write_predictions, array_data
+    from .xrd import array_data, write_predictions
 
     table, description = read_frame(dataset)
     out_dir = Path(out_dir)
@@ -482,7 +300,7 @@ def train_members_together(dataset: str | Path, model_name: str, range_name: str
             "n_train": len(train_idx), "code_version": code_version(), "trained_together": seeds,
         }
         seed_dir = out_dir / f"seed{seed}"
-        _write_predictions(table, val_idx, out, meta, seed_dir / "predictions.parquet")
+        write_predictions(table, val_idx, out, meta, seed_dir / "predictions.parquet")
         with atomic_path(seed_dir / "model.pt") as tmp:
             torch.save({"state_dict": {k: t.cpu() for k, t in model.state_dict().items()}, "meta": meta}, tmp)
         atomic_write_text(seed_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))

@@ -1,12 +1,13 @@
 """Training of the MOF identification CNN (paper 001) and its five classical baselines, on arrays
 of max-normalised patterns (n, 2251) with class indices.
 
-CNN (:func:`train_cnn`, config :data:`CNN_DEFAULTS`; the paper's values are the defaults): Adam
+CNN (:func:`train_cnn`, config :class:`MofConfig`; the paper's values are the defaults): Adam
 (lr 1e-3, Keras' default), batch 128, 50 epochs, cross-entropy on softmax, Glorot init, 'same'
-padding. Seeded: ``torch.manual_seed(seed)`` before the model is built (initialisation and the
-dropout stream) and a separate ``torch.Generator`` for the shuffle order. CUDA when present
-(``device`` "auto", :func:`~xtalspec.training.loop.pick_device`), with bf16 autocast on CUDA only
-(``amp``); on CPU ``threads`` torch threads.
+padding, trained by the shared loop (:func:`xtalspec.training.loop.run`). Seeded:
+``torch.manual_seed(seed)`` before the model is built (initialisation and the dropout stream) and
+a separate ``torch.Generator`` for the shuffle order. CUDA when present (``device`` "auto",
+:func:`~xtalspec.training.loop.pick_device`), with bf16 autocast on CUDA only (``amp``); on CPU
+``threads`` torch threads.
 
 Baselines (:func:`baselines`, config :data:`BASELINE_DEFAULTS`): Gaussian naive Bayes, k nearest
 neighbours, logistic regression, random forest and an RBF SVM with Platt probabilities. The
@@ -29,6 +30,7 @@ folds. Every model returns probabilities over all ``n_classes`` classes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -37,12 +39,40 @@ import torch
 from torch import nn
 
 from ..models.mofnet import MofCNN
-from .loop import _autocast, pick_device
+from .loop import Family, LoopConfig, autocast, run, seeded, setup
 
 log = logging.getLogger(__name__)
 
-CNN_DEFAULTS = {"epochs": 50, "batch_size": 128, "lr": 1e-3, "seed": 0, "threads": 1, "device": "auto",
-                "amp": True, "padding": "same", "eval_batch_size": 512}
+
+
+@dataclasses.dataclass
+class MofConfig:
+    """The MOF CNN's training settings (config ``mof.train`` and the command's seed)."""
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+    amp: bool = True
+    padding: str = "same"
+    eval_batch_size: int = 512
+    n_classes: int | None = None  # None: max(label) + 1
+
+    @classmethod
+    def from_dict(cls, options: dict) -> "MofConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: v for k, v in options.items() if k in names})
+        cfg.epochs, cfg.batch_size, cfg.lr = int(cfg.epochs), int(cfg.batch_size), float(cfg.lr)
+        cfg.seed, cfg.threads, cfg.eval_batch_size = int(cfg.seed), int(cfg.threads), int(cfg.eval_batch_size)
+        return cfg
+
+    def loop(self) -> LoopConfig:
+        return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, threads=self.threads,
+                          device=self.device, amp=self.amp)
+
+
 BASELINE_NAMES = ("naive_bayes", "knn", "logistic_regression", "random_forest", "svm")
 BASELINE_DEFAULTS = {"models": list(BASELINE_NAMES), "pca_components": 100, "max_train_per_class": 24,
                      "seed": 0, "threads": 1, "knn_neighbors": 5, "logreg_C": 1.0, "logreg_max_iter": 1000,
@@ -55,64 +85,61 @@ def _batches(n: int, batch_size: int):
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, cfg: dict) -> tuple[float, float]:
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, cfg: MofConfig) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
-    for rows in _batches(len(x), int(cfg["eval_batch_size"])):
+    for rows in _batches(len(x), cfg.eval_batch_size):
         xb, yb = x[rows].to(device), y[rows].to(device)
-        with _autocast(device, cfg["amp"]):
+        with autocast(device, cfg.amp):
             logits = model(xb).float()
         loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
     return loss / max(len(x), 1), correct / max(len(x), 1)
 
 
+class MofCNNFamily(Family):
+    """The MOF CNN's parts of the loop: cross-entropy on the float logits; the epoch record holds
+    the training loss and accuracy (dropout on), the validation loss and accuracy, and the
+    seconds since training started."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, val: tuple | None, cfg: MofConfig):
+        super().__init__(cfg.seed)
+        self.x, self.y, self.val, self.cfg = x, y, val, cfg
+        self.start = time.monotonic()
+
+    def batch(self, device, rows):
+        return self.x[rows].to(device, non_blocking=True), self.y[rows].to(device, non_blocking=True)
+
+    def loss(self, logits, y, size):
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        return loss, {"loss": float(loss.detach()) * size, "acc": int((logits.detach().argmax(1) == y).sum())}
+
+    def end_epoch(self, model, epoch, means, seen, seconds, device):
+        record = {"epoch": epoch, **means}
+        if self.val is not None:
+            record["val_loss"], record["val_acc"] = _evaluate(model, *self.val, device, self.cfg)
+        record["seconds"] = round(time.monotonic() - self.start, 2)
+        self.history.append(record)
+        log.info("epoch %d/%d: %s", epoch, self.cfg.epochs, record)
+        return False
+
+
 def train_cnn(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None = None,
-              y_val: np.ndarray | None = None, cfg: dict | None = None) -> tuple[MofCNN, list[dict]]:
+              y_val: np.ndarray | None = None, cfg: MofConfig | dict | None = None) -> tuple[MofCNN, list[dict]]:
     """(trained model in eval mode, history) — one dict per epoch with ``epoch``, ``loss``,
     ``acc`` (training, dropout on), ``val_loss``, ``val_acc`` (when validation data are given)
-    and ``seconds``. ``cfg`` overrides :data:`CNN_DEFAULTS`; ``cfg["n_classes"]`` defaults to
-    ``max(label) + 1``."""
-    cfg = CNN_DEFAULTS | (cfg or {})
-    torch.set_num_threads(int(cfg["threads"]))
-    device = pick_device(cfg["device"])
-    seed = int(cfg["seed"])
+    and ``seconds``. ``cfg``: a :class:`MofConfig` or a dict of its fields (the rest default);
+    ``n_classes`` defaults to ``max(label) + 1``."""
+    cfg = cfg if isinstance(cfg, MofConfig) else MofConfig.from_dict(cfg or {})
+    device = setup(cfg.threads, cfg.device)
     x_tr = torch.as_tensor(np.asarray(x_train, dtype=np.float32))
     y_tr = torch.as_tensor(np.asarray(y_train, dtype=np.int64))
-    has_val = x_val is not None and y_val is not None and len(x_val) > 0
-    if has_val:
-        x_va = torch.as_tensor(np.asarray(x_val, dtype=np.float32))
-        y_va = torch.as_tensor(np.asarray(y_val, dtype=np.int64))
-    n_classes = int(cfg.get("n_classes") or int(y_tr.max()) + 1)
-    torch.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed_all(seed)
-    model = MofCNN(x_tr.shape[1], n_classes, padding=cfg["padding"]).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
-    shuffle = torch.Generator().manual_seed(seed)
-    history: list[dict] = []
-    start = time.monotonic()
-    for epoch in range(int(cfg["epochs"])):
-        model.train()
-        order = torch.randperm(len(x_tr), generator=shuffle)
-        total, correct = 0.0, 0
-        for rows in _batches(len(order), int(cfg["batch_size"])):
-            idx = order[rows]
-            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
-            optimiser.zero_grad(set_to_none=True)
-            with _autocast(device, cfg["amp"]):
-                logits = model(xb)
-            loss = nn.functional.cross_entropy(logits.float(), yb)
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == yb).sum())
-        record = {"epoch": epoch + 1, "loss": total / len(x_tr), "acc": correct / len(x_tr)}
-        if has_val:
-            record["val_loss"], record["val_acc"] = _evaluate(model, x_va, y_va, device, cfg)
-        record["seconds"] = round(time.monotonic() - start, 2)
-        history.append(record)
-        log.info("epoch %d/%d: %s", epoch + 1, cfg["epochs"], record)
+    val = None
+    if x_val is not None and y_val is not None and len(x_val) > 0:
+        val = (torch.as_tensor(np.asarray(x_val, dtype=np.float32)), torch.as_tensor(np.asarray(y_val, dtype=np.int64)))
+    n_classes = int(cfg.n_classes or int(y_tr.max()) + 1)
+    model = seeded(cfg.seed, lambda: MofCNN(x_tr.shape[1], n_classes, padding=cfg.padding)).to(device)
+    history = run(model, MofCNNFamily(x_tr, y_tr, val, cfg), len(x_tr), cfg.loop())
     return model.eval(), history
 
 
@@ -124,7 +151,7 @@ def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 512, amp: b
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
     out = []
     for rows in _batches(len(x), batch_size):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(x[rows].to(device))
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, getattr(model, "n_classes", 0)), np.float32)

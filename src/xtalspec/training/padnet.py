@@ -32,16 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.padnet import build_padnet
-from ..models.spgnet import SpgNet
+from ..models.checkpoints import COMPARISON_MODELS, build_comparison_model, load_padnet_member  # noqa: F401
 from ..spectra.lab_patterns import render_lab_pattern, subtract_background
 from .loop import ArrayData, TrainConfig, pick_device, predict, train
 
 log = logging.getLogger("xtalspec.training.padnet")
 
-VARIANTS = {  # model -> background removal applied to its training and test patterns
-    "padnet": None, "spgnet_min": "min", "spgnet_min_mean": "min_mean", "spgnet_raw": None, "spgnet_clean": "min_mean",
-}
+VARIANTS = dict(zip(COMPARISON_MODELS, (None, "min", "min_mean", None, "min_mean")))
+"""model -> background removal applied to its training and test patterns"""
 APPROACHES = {  # name in tables -> (model or "adaboost", background removal at test time)
     "padnet_raw": ("padnet", None),
     "spgnet_min_filter": ("spgnet_min", "min"),
@@ -129,11 +127,9 @@ def remove_background(x: np.ndarray, method: str, s: PadnetSettings) -> np.ndarr
 
 
 def build_variant(variant: str, n_classes: int, s: PadnetSettings) -> torch.nn.Module:
-    if variant == "padnet":
-        return build_padnet(n_classes, filter_size=s.filter_size, softmax=s.softmax)
-    if variant in VARIANTS:
-        return SpgNet(n_classes)
-    raise ValueError(f"unknown PADNet-comparison model {variant!r}; choose from {VARIANTS}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown PADNet-comparison model {variant!r}; choose from {VARIANTS}")
+    return build_comparison_model(variant, n_classes, filter_size=s.filter_size, softmax=s.softmax)
 
 
 def train_variant(table: pd.DataFrame, n_classes: int, variant: str, s: PadnetSettings, cfg: TrainConfig,
@@ -201,13 +197,3 @@ def evaluate(table: pd.DataFrame, models: dict[str, torch.nn.Module], s: PadnetS
 def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
     return predictions.groupby(["approach", "strength"], as_index=False).agg(
         accuracy=("correct", "mean"), n=("correct", "size"))
-
-
-def load_padnet_member(path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A trained model of the comparison (``padnet train``) and its metadata; weights_only, so
-    no code runs from the file."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    meta = state["meta"]
-    model = build_variant(meta["model"], len(meta["spacegroups"]), PadnetSettings.from_dict(meta["settings"]))
-    model.load_state_dict(state["state_dict"])
-    return model.eval(), meta

@@ -1,4 +1,5 @@
-"""Train the PDF space-group classifier and save its test-split predictions."""
+"""Train the PDF space-group classifier and save its test-split predictions (read back by
+:func:`xtalspec.models.checkpoints.load_pdf_model`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pyarrow.parquet as pq
 import torch
 
 from ..datasets.pdfs import class_weights
+from ..models.checkpoints import load_pdf_model  # noqa: F401  (its reader)
+from ..models.checkpoints import pdf_probabilities as probabilities  # noqa: F401
 from ..models.pdfnet import PDFNet
 from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
@@ -57,17 +60,3 @@ def train_pdf_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Path) 
         torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
     atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
     return {"history": history, "meta": meta}
-
-
-def load_pdf_model(path: str | Path, device: str = "cpu"):
-    state = torch.load(path, map_location=device, weights_only=True)
-    model = PDFNet(len(state["meta"]["spacegroups"]))
-    model.load_state_dict(state["state_dict"])
-    return model.eval(), state["meta"]
-
-
-@torch.no_grad()
-def probabilities(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    out = [torch.softmax(model(torch.from_numpy(x[i:i + batch_size]))["logits"], dim=1).numpy()
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

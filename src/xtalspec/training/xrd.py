@@ -1,5 +1,6 @@
 """Train one SpgNet/SpgVolNet member (model × range × fold × seed) and save its predictions
-on its validation fold, so every table and figure is rebuilt from saved predictions."""
+on its validation fold, so every table and figure is rebuilt from saved predictions. The member is
+read back by :func:`xtalspec.models.checkpoints.load_member`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ..datasets.spgnet import densify, training_rows, validation_rows
+from ..models.checkpoints import load_member  # noqa: F401  (its reader)
 from ..models.spgnet import build_model
 from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
@@ -54,14 +56,15 @@ def train_member(dataset: str | Path, model_name: str, range_name: str, fold: in
         "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
         "n_train": len(train_idx), "code_version": code_version(),
     }
-    _write_predictions(table, val_idx, out, meta, out_dir / "predictions.parquet")
+    write_predictions(table, val_idx, out, meta, out_dir / "predictions.parquet")
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
     atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
     return {"history": history, "meta": meta}
 
 
-def _write_predictions(table, rows, out, meta, path) -> None:
+def write_predictions(table, rows, out, meta, path) -> None:
+    """A member's validation predictions (one row per item; the metadata in the Parquet schema)."""
     frame = pd.DataFrame({
         "id": table["id"].to_numpy()[rows],
         "source": table["source"].to_numpy()[rows],
@@ -78,12 +81,3 @@ def _write_predictions(table, rows, out, meta, path) -> None:
     arrow = arrow.replace_schema_metadata({"xtalspec": json.dumps(meta)})
     with atomic_path(path) as tmp:
         pq.write_table(arrow, tmp)
-
-
-def load_member(path: str | Path, device: str = "cpu"):
-    """A trained member and its metadata (weights_only: no code runs from the file)."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    meta = state["meta"]
-    model = build_model(meta["model"], len(meta["spacegroups"]))
-    model.load_state_dict(state["state_dict"])
-    return model.eval(), meta
