@@ -343,3 +343,30 @@ def verify_cache(cache_path, structure_shards, n_sites: int, seed: int, workroot
         raise CacheMismatch("the FEFF spectra cache is not reproduced by a fresh FEFF run:\n  " + "\n  ".join(problems))
     return summary
 
+
+
+def write_element_from_cache(cache_path, rejects_path, element: str, sites_out, spectra_out, rejects_out) -> dict:
+    """One element's part of a run that takes its spectra from the cache: the sites table
+    (every cached site, ``selected``; labels as cached), the spectra in FEFF-shard form and the
+    cache's FEFF rejects of the element (reasons as recorded), so the data set, its rejects
+    table and the report count them as if FEFF had just run."""
+    from .xanes_spectra import REJECT_COLUMNS as FEFF_REJECT_COLUMNS
+
+    cache = read_cache(cache_path)
+    mine = cache[cache["element"] == element].sort_values("site_key").reset_index(drop=True)
+    sites = pd.DataFrame({
+        "site_key": mine["site_key"], "id": mine["id"], "source": mine["source"], "url": mine["url"],
+        "shard": "cache", "element": element, "site_index": mine["site_index"].astype(int), "label": mine["label"],
+        "selected": True, "cn": mine["cn"], "geometry": mine["geometry"], "csm": mine["csm"],
+        "label_compare": mine["label_compare"]})
+    failed = _read_rejects(rejects_path)
+    failed = failed[failed["element"] == element]
+    rejects = pd.DataFrame({c: failed[c] if c in failed else None for c in FEFF_REJECT_COLUMNS})
+    counts = {c: int((sites["label"] == c).sum()) for c in CLASSES}
+    meta = {"from_cache": str(cache_path), "element": element, "counts": counts,
+            "cache_code_versions": sorted(set(mine["code_version"]))}
+    changed = int((sites["label"].fillna("none") != sites["label_compare"].fillna("none")).sum())
+    write_frame(sites, {"summary": meta | {"selected": counts, "labels_changed_at_compare_factor": changed}}, sites_out)
+    write_frame(element_spectra(cache, element), meta, spectra_out)
+    write_frame(rejects, meta | {"stage": "xanes_feff_cache"}, rejects_out)
+    return meta | {"rejects": len(rejects)}

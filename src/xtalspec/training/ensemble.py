@@ -48,7 +48,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-
 from ..models.stacked import StackedSpgNet, default_conv_mode
 from ..utils.atomic import atomic_path, atomic_write_text
 from .loop import (ArrayData, Family, TrainConfig, autocast, initialise, loss_terms, pick_device, predict, run, setup,
