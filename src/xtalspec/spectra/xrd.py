@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from .form_factors import element_symbol, form_factor_coefficients, form_factors
+from .radiation import lorentz_polarisation_from_trig, parse_wavelength
 
 INV_D_MIN = 0.1131  # 1/Angstrom (2 theta = 10 deg for Cu K-alpha)
 INV_D_MAX = 1.0625  # 1/Angstrom (2 theta = 110 deg for Cu K-alpha)
@@ -179,7 +180,8 @@ def from_sparse(indices, values, n_bins: int = N_BINS) -> np.ndarray:
 # The same structure factors, seen as a 2-theta powder pattern: a wavelength turns 1/d into
 # 2 theta = 2 arcsin(lambda / (2 d)), every reflection is weighted by the Lorentz-polarisation
 # factor (1 + cos^2 2theta) / (sin^2 theta cos theta) (unpolarised beam, no monochromator; the
-# factor pymatgen's XRDCalculator uses), reflections at the same 2 theta are merged, and the sticks
+# factor pymatgen's XRDCalculator uses; the formula and the wavelength names live in
+# :mod:`xtalspec.spectra.radiation`), reflections at the same 2 theta are merged, and the sticks
 # are broadened with a peak shape of constant width in degrees 2 theta.
 #
 # Debye-Waller: the default is the engine's B_ISO = 2.0 A^2 (exp(-B s^2) on F), as for the
@@ -207,12 +209,6 @@ def powder_two_theta(two_theta=POWDER_TWO_THETA, n_points: int = POWDER_N_POINTS
     return np.linspace(low, high, int(n_points))
 
 
-def _wavelength(wavelength) -> float:
-    from .measured import parse_wavelength  # measured imports this module
-
-    return parse_wavelength(wavelength)
-
-
 def _check_range(two_theta) -> tuple[float, float]:
     low, high = (float(t) for t in two_theta)
     if not 0.0 <= low < high <= 180.0:
@@ -228,9 +224,9 @@ def powder_peaks(structure, wavelength="CuKa", two_theta=POWDER_TWO_THETA, b_iso
     PEAK_MERGE_TOL degrees are merged into one peak at their mean position. Absolute scale as
     pymatgen's ``get_pattern(..., scaled=False)``; peaks below 1e-12 of the strongest (round-off
     from exact extinctions) are dropped. wavelength: a line name (``"CuKa"``, ``"MoKa1"``, see
-    :data:`xtalspec.spectra.measured.WAVELENGTHS`) or a number in Angstrom.
+    :data:`xtalspec.spectra.radiation.WAVELENGTHS`) or a number in Angstrom.
     """
-    lam = _wavelength(wavelength)
+    lam = parse_wavelength(wavelength)
     low, high = _check_range(two_theta)
     qmin = 2.0 * np.sin(np.radians(low / 2)) / lam
     qmax = 2.0 * np.sin(np.radians(high / 2)) / lam
@@ -240,8 +236,7 @@ def powder_peaks(structure, wavelength="CuKa", two_theta=POWDER_TWO_THETA, b_iso
     tt = np.degrees(2.0 * theta)
     keep = (tt >= low) & (tt <= high) & (sin_t > 0) & (sin_t < 1)  # LP is infinite at 0 and 180 deg
     tt, f2, sin_t, theta = tt[keep], f2[keep], sin_t[keep], theta[keep]
-    cos_2t = 1.0 - 2.0 * sin_t * sin_t
-    lp = (1.0 + cos_2t * cos_2t) / (sin_t * sin_t * np.cos(theta))
+    lp = lorentz_polarisation_from_trig(sin_t, np.cos(theta), 1.0 - 2.0 * sin_t * sin_t)
     intensity = f2 * lp
     order = np.argsort(tt, kind="stable")
     tt, intensity = tt[order], intensity[order]
