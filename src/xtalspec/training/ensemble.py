@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.layers import SameConv1d
+from ..spectra.xrd import N_BINS
 from ..utils.atomic import atomic_path, atomic_write_text
 from .loop import ArrayData, TrainConfig, _autocast, _reinitialise, loss_terms, pick_device, predict
 
@@ -494,7 +495,7 @@ def train_members_together(dataset: str | Path, model_name: str, range_name: str
 
 # ----------------------------------------------------------------------------- measurements
 
-def synthetic_profiles(n_samples: int, n_classes: int = 57, n_bins: int = 10001, seed: int = 0,
+def synthetic_profiles(n_samples: int, n_classes: int = 57, n_bins: int = N_BINS, seed: int = 0,
                        peaks: tuple[int, int] = (20, 300)) -> ArrayData:
     """Sparse δ-profiles shaped like the real ones: 20–300 peaks among 10,001 bins, intensities
     skewed towards weak, the strongest = 1; random class labels and volume z-scores."""
@@ -561,7 +562,7 @@ def bench_together_vs_sequential(n_members: int = 6, n_samples: int = 160, epoch
     }
 
 
-def spgnet_forward_macs(n_classes: int = 57, n_bins: int = 10001, volume_head: bool = False) -> dict[str, int]:
+def spgnet_forward_macs(n_classes: int = 57, n_bins: int = N_BINS, volume_head: bool = False) -> dict[str, int]:
     """Multiply–accumulates of one sample's forward pass, per conv/linear layer (pooling, ReLU,
     dropout and the loss are left out: < 1 % of the total)."""
     from ..models.spgnet import SpgNet, SpgVolNet
@@ -584,7 +585,7 @@ def spgnet_forward_macs(n_classes: int = 57, n_bins: int = 10001, volume_head: b
     return macs
 
 
-def spgnet_step_flops(batch_size: int, n_classes: int = 57, n_bins: int = 10001, volume_head: bool = False,
+def spgnet_step_flops(batch_size: int, n_classes: int = 57, n_bins: int = N_BINS, volume_head: bool = False,
                       backward_factor: float = 2.0) -> float:
     """FLOPs of one SpgNet (SpgVolNet with ``volume_head``) training step on ``batch_size``
     samples: forward = 2 × MACs of the conv and linear layers; backward ≈ ``backward_factor`` ×
