@@ -97,7 +97,7 @@ def fetch_options(source):
 
 XRD = config["xrd"]
 XRD_OUT = RESULTS / "xrd"
-ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"]
+from xtalspec.utils.roman import ROMAN  # member names I, II, … (one list, in the package)
 
 
 def xrd_shards():
