@@ -130,7 +130,7 @@ def xrd_models():
 
 PDF = config["pdf"]
 PDF_OUT = RESULTS / "pdf"
-PDF_SWEEPS = {"rmax": 2, "qmax": 3, "qdamp": 4, "uiso": 5}
+from xtalspec.datasets.pdf_paper import SWEEP_TABLES as PDF_SWEEPS  # {"rmax": 2, …, "uiso": 5}
 
 
 def pdf_kinds():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..datasets.pdfs import PAPER_PARAMS
+from ..datasets.pdf_paper import PAPER_PARAMS
 from ..utils.atomic import atomic_write_text
 from ..utils.textfiles import read_data_text
 
