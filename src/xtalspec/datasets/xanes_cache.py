@@ -43,6 +43,9 @@ from .xanes_sites import CLASSES, candidates, primitive_texts, site_key
 
 log = logging.getLogger(__name__)
 
+#: sites per class and element that :func:`build_cache` aims for when given no quota
+DEFAULT_QUOTA = {"T4": 20, "S5": 20, "O6": 25}
+
 CACHE_COLUMNS = ["site_key", "source", "id", "url", "cif_sha256", "element", "site_index", "label",
                  "label_compare", "cn", "geometry", "csm", "preset", "feff_input_sha256", "feff_version",
                  "code_version", "feff_seconds", "energy", "mu"]
@@ -187,7 +190,7 @@ def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset:
     from ..spectra.feff import compute_site
     from .xanes_spectra import prune_workdir
 
-    quota = quota or {"T4": 20, "S5": 20, "O6": 25}
+    quota = quota or dict(DEFAULT_QUOTA)
     cache, rejects = read_cache(cache_path), _read_rejects(rejects_path)
     done = set(cache["site_key"]) | set(rejects["site_key"])
     counts = {el: Counter(cache.loc[cache["element"] == el, "label"]) for el in elements}

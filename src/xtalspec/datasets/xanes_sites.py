@@ -26,12 +26,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ..spectra.xanes_labels import LABELS as CLASSES
 from ..structures.records import structure_from_json
 from ..utils.tables import write_frame
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("T4", "S5", "O6")
 LIGHT_COLUMNS = ["id", "source", "url", "elements", "disordered", "n_atoms"]
 
 

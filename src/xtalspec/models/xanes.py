@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..spectra.xanes_labels import LABELS as CLASSES
 from .layers import keras_init
 
-CLASSES = ("T4", "S5", "O6")
 HIDDEN = (90, 60, 20)
 DROPOUT = 0.3
 MODEL_KINDS = ("mlp", "cnn")

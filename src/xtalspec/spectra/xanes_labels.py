@@ -62,6 +62,8 @@ log = logging.getLogger("xtalspec.xanes_labels")
 ABSORBERS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
 #: ChemEnv model-polyhedron symbol -> the paper's class label
 GEOMETRY_LABELS: dict[str, str] = {"T:4": "T4", "S:5": "S5", "O:6": "O6"}
+#: The classes of the XANES system, in this order everywhere (data sets, models, reports): defined
+#: here only and imported elsewhere (as ``CLASSES``).
 LABELS: tuple[str, ...] = ("T4", "S5", "O6")
 DEFAULT_DISTANCE_FACTOR = 1.2  # paper
 DEFAULT_ANGLE_FACTOR = 0.3  # ChemEnv SimplestChemenvStrategy default
