@@ -194,6 +194,7 @@ def from_sparse(indices, values, n_bins: int = N_BINS) -> np.ndarray:
 POWDER_TWO_THETA = (5.0, 50.0)  # degrees
 POWDER_N_POINTS = 2251  # 0.02 degree steps over 5-50 degrees
 POWDER_FWHM = 0.1  # degrees 2 theta
+POWDER_ETA = 0.5  # Lorentzian fraction of the default pseudo-Voigt peak
 PEAK_MERGE_TOL = 1e-4  # degrees: reflections closer than this in 2 theta are one peak
 PROFILE_CUTOFF = 10.0  # each peak is evaluated within +-PROFILE_CUTOFF * FWHM of its centre
 PROFILE_SHAPES = ("pseudo-voigt", "gaussian", "lorentzian")
@@ -275,7 +276,7 @@ def _shape_values(offset: np.ndarray, constants) -> np.ndarray:
     return np.where(u2 > cut2, 0.0, values)
 
 
-def peak_shape(offset, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = 0.5) -> np.ndarray:
+def peak_shape(offset, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = POWDER_ETA) -> np.ndarray:
     """Unit-area peak profile (1/degree) at offsets (degrees) from the centre, zero beyond the cut-off.
 
     pseudo-Voigt = eta * Lorentzian + (1 - eta) * Gaussian, both of full width at half maximum
@@ -287,7 +288,7 @@ def peak_shape(offset, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", e
 
 
 def broaden(positions, intensities, axis, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt",
-            eta: float = 0.5) -> np.ndarray:
+            eta: float = POWDER_ETA) -> np.ndarray:
     """sum_k I_k * peak_shape(axis - p_k) on an evenly spaced axis, each peak only within its cut-off.
 
     Vectorised over peaks: every peak gets a fixed-length window of grid indices covering
@@ -351,7 +352,7 @@ def broaden(positions, intensities, axis, fwhm: float = POWDER_FWHM, shape: str 
 
 
 def powder_pattern(structure, wavelength="CuKa", two_theta=POWDER_TWO_THETA, n_points: int = POWDER_N_POINTS,
-                   fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = 0.5,
+                   fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = POWDER_ETA,
                    b_iso: float = B_ISO, normalise: bool = True) -> np.ndarray:
     """Laboratory powder pattern on :func:`powder_two_theta` (``np.linspace(*two_theta, n_points)``).
 
