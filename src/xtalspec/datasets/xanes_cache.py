@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..provenance import code_version
+from ..spectra.xanes_labels import COMPARE_DISTANCE_FACTOR, DEFAULT_DISTANCE_FACTOR
 from ..utils.paths import safe_filename
 from ..utils.tables import read_frame, write_frame
 from .xanes_sites import CLASSES, candidates, primitive_texts, site_key
@@ -177,7 +178,8 @@ def _wanted_classes(counts: Counter, quota: dict) -> list[str]:
 
 
 def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset: str = "fast",
-                quota: dict | None = None, distance_factor: float = 1.2, compare_factor: float = 1.4,
+                quota: dict | None = None, distance_factor: float = DEFAULT_DISTANCE_FACTOR,
+                compare_factor: float = COMPARE_DISTANCE_FACTOR,
                 max_elements: int | None = 5, max_atoms: int | None = 80, seed: int = 0,
                 timeout_s: float = 900.0, max_seconds: float | None = None, max_sites: int | None = None,
                 lookahead: int = 20) -> dict:
