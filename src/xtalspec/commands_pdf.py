@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .datasets.pdf_paper import SWEEPS
+
 
 def cmd_profiles(args) -> int:
     from .datasets.pdfs import write_pdf_shard
@@ -77,7 +79,6 @@ def cmd_topk(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .datasets.pdfs import SWEEPS
     from .evaluation.pdf_robustness import plot_sweep, run_sweep, sweep_items, sweep_markdown
     from .training.pdf import load_pdf_model, probabilities
     from .utils.tables import read_frame
@@ -147,7 +148,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_topk)
 
     p = psub.add_parser("sweep", help="robustness to one PDF parameter (no retraining)")
-    p.add_argument("parameter", choices=["rmax", "qmax", "qdamp", "uiso"])
+    p.add_argument("parameter", choices=list(SWEEPS))
     p.add_argument("--dataset", required=True)
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--fraction", type=float, default=0.1)

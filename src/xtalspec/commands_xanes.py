@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .spectra.xanes_labels import LABELS
+
 
 def _json_arg(text: str | None):
     return json.loads(text) if text else None
@@ -33,7 +35,7 @@ def cmd_feff(args) -> int:
 def cmd_cache(args) -> int:
     from .datasets.xanes_cache import build_cache
 
-    quota = {c: (None if n is None or n < 0 else n) for c, n in zip(("T4", "S5", "O6"), args.quota)}
+    quota = {c: (None if n is None or n < 0 else n) for c, n in zip(LABELS, args.quota)}
     summary = build_cache(args.structures, args.elements, args.cache, args.rejects, args.workroot,
                           preset=args.preset, quota=quota, max_elements=args.max_elements,
                           max_atoms=args.max_atoms, seed=args.seed, timeout_s=args.timeout,
@@ -131,7 +133,7 @@ def register(sub) -> None:
     p.add_argument("--rejects", required=True, help="Parquet file of the sites FEFF could not compute")
     p.add_argument("--workroot", required=True, help="folder of the per-site FEFF work directories")
     p.add_argument("--preset", choices=["fast", "reference"], default="fast")
-    p.add_argument("--quota", type=int, nargs=3, default=[20, 20, 25], metavar=("T4", "S5", "O6"),
+    p.add_argument("--quota", type=int, nargs=3, default=[20, 20, 25], metavar=LABELS,
                    help="sites per class and element (-1 = no limit)")
     p.add_argument("--max-elements", type=int, default=5)
     p.add_argument("--max-atoms", type=int, default=80)

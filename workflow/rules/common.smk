@@ -97,7 +97,7 @@ def fetch_options(source):
 
 XRD = config["xrd"]
 XRD_OUT = RESULTS / "xrd"
-ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"]
+from xtalspec.utils.roman import ROMAN  # member names I, II, … (one list, in the package)
 
 
 def xrd_shards():
@@ -130,7 +130,7 @@ def xrd_models():
 
 PDF = config["pdf"]
 PDF_OUT = RESULTS / "pdf"
-PDF_SWEEPS = {"rmax": 2, "qmax": 3, "qdamp": 4, "uiso": 5}
+from xtalspec.datasets.pdf_paper import SWEEP_TABLES as PDF_SWEEPS  # {"rmax": 2, …, "uiso": 5}
 
 
 def pdf_kinds():

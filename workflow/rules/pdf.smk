@@ -134,8 +134,8 @@ rule pdf_sweep:
             category="spacegroupMining",
         ),
     wildcard_constraints:
-        parameter="rmax|qmax|qdamp|uiso",
-        number="[2-5]",
+        parameter="|".join(PDF_SWEEPS),
+        number="|".join(str(n) for n in PDF_SWEEPS.values()),
     params:
         options=lambda wc: _flags(
             [

@@ -12,19 +12,21 @@ import math
 import statistics
 import time
 
+from ..spectra.pdf import MODEL_POINTS
+from ..spectra.xrd import N_BINS
 from .common import limited_threads
 
 #: model -> (where its real training lives, what the synthetic batch imitates)
 TRAINING_MODELS = {
-    "spgnet": "training/xrd.py + loop.py: δ-profiles (32, 10001), 12 groups, cross-entropy, Adam 1e-3",
-    "spgvolnet": "training/xrd.py + loop.py: δ-profiles (32, 10001), 12 groups, CE + MAE(volume z), Adam 1e-3",
-    "pdfnet": "training/pdf.py + loop.py: PDFs (64, 209), 45 groups, class-weighted CE, Adam 5e-4",
+    "spgnet": f"training/xrd.py + loop.py: δ-profiles (32, {N_BINS}), 12 groups, cross-entropy, Adam 1e-3",
+    "spgvolnet": f"training/xrd.py + loop.py: δ-profiles (32, {N_BINS}), 12 groups, CE + MAE(volume z), Adam 1e-3",
+    "pdfnet": f"training/pdf.py + loop.py: PDFs (64, {MODEL_POINTS}), 45 groups, class-weighted CE, Adam 5e-4",
     "xanes_mlp": "training/xanes.py: spectra (32, 100), 3 classes, cross-entropy, Adam 1e-3",
     "xanes_cnn": "training/xanes.py: spectra (32, 100), 3 classes, cross-entropy, Adam 1e-3",
     "mofnet": "training/mof.py: patterns (128, 2251), 189 MOFs, cross-entropy, Adam 1e-3",
     "elemnet": "training/compositions.py: element fractions (32, 86), MAE, Adam 1e-4",
     "irnet17": "training/compositions.py: element fractions (32, 86), MAE, Adam 1e-4",
-    "padnet": "training/padnet.py + loop.py: lab patterns (32, 10001), 12 groups, cross-entropy, Adam 1e-3",
+    "padnet": f"training/padnet.py + loop.py: lab patterns (32, {N_BINS}), 12 groups, cross-entropy, Adam 1e-3",
 }
 
 

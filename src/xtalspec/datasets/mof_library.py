@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 
 from ..provenance import code_version
 from ..spectra.measured import PatternError, read_pattern
-from ..spectra.xrd import POWDER_FWHM, powder_pattern
+from ..spectra.xrd import B_ISO, POWDER_ETA, POWDER_FWHM, powder_pattern
 from ..structures.records import REJECT_SCHEMA, load_structures
 from ..utils.atomic import atomic_path
 from . import mof_patterns as mp
@@ -250,7 +250,7 @@ def build_library(shards, max_mofs: int | None = None, seed: int = 0, fwhm: floa
         "pinned": sorted(pinned_ids), "order": "pinned first, then sha1(f'{seed}:{id}') ascending",
         "pattern": {"engine": "xtalspec.spectra.xrd.powder_pattern", "cell": "CIF cell (structure column)",
                     "wavelength": wavelength, "two_theta": list(mp.TWO_THETA_RANGE), "n_points": N_POINTS,
-                    "fwhm": fwhm, "shape": "pseudo-voigt", "eta": 0.5, "b_iso": 2.0, "normalise": "max = 1"},
+                    "fwhm": fwhm, "shape": "pseudo-voigt", "eta": POWDER_ETA, "b_iso": B_ISO, "normalise": "max = 1"},
         "near_duplicates": near_duplicates(patterns, [r["id"] for r in rows]),
         "seconds": round(seconds, 2),
     }
@@ -361,10 +361,13 @@ def read_measured_test(path) -> list[tuple[Path, str]]:
 
 # --------------------------------------------------------------------------- run data
 
+# Defaults of the settings (the workflow passes config.yaml's `mof` values); the numbers are
+# defined once, in mof_patterns.py.
 AUGMENT_DEFAULTS = {"n_variants": mp.N_VARIANTS, "n_keep": mp.N_KEEP, "val_fraction": mp.VAL_FRACTION,
-                    "noise_pool_size": 200_000}
-TEST_DEFAULTS = {"per_mof": 3, "shift_deg": 0.1, "scale": [0.7, 1.3], "broadening": [0.0, 0.1]}
-DENOISE_DEFAULTS = {"keep_bins": 150, "threshold": 1.0, "check_from": 200}
+                    "noise_pool_size": mp.NOISE_POOL_SIZE}
+TEST_DEFAULTS = {"per_mof": mp.TEST_PER_MOF, "shift_deg": mp.SHIFT_DEG, "scale": list(mp.SCALE),
+                 "broadening": list(mp.BROADENING)}
+DENOISE_DEFAULTS = {"keep_bins": mp.KEEP_BINS, "threshold": mp.FFT_THRESHOLD, "check_from": mp.CHECK_FROM}
 
 
 @dataclasses.dataclass

@@ -33,13 +33,25 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-TWO_THETA_RANGE = (5.0, 50.0)
-N_POINTS = 2251
+from ..spectra.xrd import POWDER_N_POINTS, POWDER_TWO_THETA
+
+TWO_THETA_RANGE = POWDER_TWO_THETA  # 5-50 degrees: the powder-pattern engine's default axis
+N_POINTS = POWDER_N_POINTS  # 2251
 TWO_THETA = np.linspace(*TWO_THETA_RANGE, N_POINTS)
 STEP = float(TWO_THETA[1] - TWO_THETA[0])  # 0.02°
 N_KEEP = 401
 N_VARIANTS = 72
 VAL_FRACTION = 0.2  # 4:1 train/validation
+NOISE_POOL_SIZE = 200_000  # synthetic noise values drawn when no measured patterns are given
+# held-out test perturbations (:func:`perturbed_test_patterns`)
+TEST_PER_MOF = 3  # perturbed test patterns per MOF
+SHIFT_DEG = 0.1  # peak shift, uniform in +-SHIFT_DEG degrees
+SCALE = (0.7, 1.3)  # peak-to-background scaling
+BROADENING = (0.0, 0.1)  # extra Gaussian FWHM, degrees
+# the paper's FFT rule (:func:`fft_denoise`)
+KEEP_BINS = 150
+FFT_THRESHOLD = 1.0
+CHECK_FROM = 200
 
 MEASURED_NOISE = "measured baseline noise"
 SYNTHETIC_NOISE = "synthetic noise"
@@ -200,7 +212,7 @@ def synthetic_noise_pool(n: int, rng=None, n_patterns: int | None = None, model:
     return NoisePool(pool[:n], description, SYNTHETIC_NOISE)
 
 
-def noise_pool(measured: np.ndarray | None = None, n: int = 200_000, rng=None, n_keep: int = N_KEEP,
+def noise_pool(measured: np.ndarray | None = None, n: int = NOISE_POOL_SIZE, rng=None, n_keep: int = N_KEEP,
                guard: int = 5) -> NoisePool:
     """The measured-baseline pool when ``measured`` patterns are given, else the synthetic
     fallback (with its ``noise_source`` label)."""
@@ -225,8 +237,8 @@ def broaden_pattern(pattern: np.ndarray, fwhm_deg: float, step: float = STEP) ->
     return ndimage.gaussian_filter1d(np.asarray(pattern, dtype=np.float64), sigma, mode="nearest")
 
 
-def perturbed_test_patterns(clean_patterns: np.ndarray, n_per_mof: int, rng=None, shift_deg: float = 0.1,
-                            scale: tuple[float, float] = (0.7, 1.3), broadening: tuple[float, float] = (0.0, 0.1),
+def perturbed_test_patterns(clean_patterns: np.ndarray, n_per_mof: int, rng=None, shift_deg: float = SHIFT_DEG,
+                            scale: tuple[float, float] = SCALE, broadening: tuple[float, float] = BROADENING,
                             noise: dict | bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(patterns float32 (n_mofs·n_per_mof, n_points), class indices) of held-out test patterns.
 
@@ -259,7 +271,8 @@ def perturbed_test_patterns(clean_patterns: np.ndarray, n_per_mof: int, rng=None
     return normalise_max(out).astype(np.float32), labels
 
 
-def fft_denoise(pattern: np.ndarray, keep_bins: int = 150, threshold: float = 1.0, check_from: int = 200) -> np.ndarray:
+def fft_denoise(pattern: np.ndarray, keep_bins: int = KEEP_BINS, threshold: float = FFT_THRESHOLD,
+                check_from: int = CHECK_FROM) -> np.ndarray:
     """The paper's FFT rule for measured patterns (1-D, or rows of a 2-D array).
 
     ``F = numpy.fft.rfft(pattern)`` of the pattern *as given* (numpy's unnormalised forward
@@ -287,7 +300,7 @@ def fft_denoise(pattern: np.ndarray, keep_bins: int = 150, threshold: float = 1.
     return np.fft.irfft(spectrum, n=x.size)
 
 
-def fft_would_denoise(pattern: np.ndarray, threshold: float = 1.0, check_from: int = 200) -> bool:
+def fft_would_denoise(pattern: np.ndarray, threshold: float = FFT_THRESHOLD, check_from: int = CHECK_FROM) -> bool:
     """Whether :func:`fft_denoise` would filter this 1-D pattern."""
     tail = np.abs(np.fft.rfft(np.asarray(pattern, dtype=np.float64))[check_from:])
     return bool(tail.size and tail.mean() > threshold)

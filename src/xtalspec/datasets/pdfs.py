@@ -1,6 +1,7 @@
 """spacegroupMining data (Lan, Liu, Du & Billinge; after Liu et al. 2019): the 209-point PDF
 model inputs of structures in the 45 most common space groups, split 80/20 stratified by space
-group with a seed; and the paper's robustness sweeps with its reported values."""
+group with a seed. The paper's fixed numbers (its 45 groups, Table 1, the sweeps of Tables 2–5
+with its reported values) live in :mod:`xtalspec.datasets.pdf_paper` and are re-exported here."""
 
 from __future__ import annotations
 
@@ -19,44 +20,24 @@ from ..structures import load_structures
 from ..structures.ingest import Progress
 from ..structures.records import REJECT_SCHEMA
 from ..utils.atomic import atomic_path
+from .pdf_paper import PAPER_GROUPS, PAPER_PARAMS, PAPER_RESULT, SWEEPS  # noqa: F401  (the paper's numbers)
 
 log = logging.getLogger("xtalspec.pdfs")
-
-# The 45 space groups of the paper (its code), the most common in the ICSD.
-PAPER_GROUPS = [2, 4, 9, 11, 12, 13, 14, 15, 19, 33, 36, 47, 55, 58, 60, 61, 62, 63, 64, 65, 71, 87, 88, 122, 123,
-                129, 136, 139, 140, 141, 148, 160, 164, 166, 167, 176, 186, 191, 194, 205, 216, 221, 225, 227, 230]
-# Table 1 of the paper: the parameters of the training PDFs.
-PAPER_PARAMS = {"rmin": 1.5, "rmax": 30.0, "qmin": 0.5, "qmax": 23.0, "qdamp": 0.04, "qbroad": 0.01, "uiso": 0.008}
-# The sweeps of Tables 2–5 and the paper's top-6 / top-1 accuracies at each value.
-SWEEPS = {
-    "rmax": {"table": 2, "values": [10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30], "unit": "Å",
-             "top6": [0.648, 0.717, 0.747, 0.778, 0.820, 0.871, 0.882, 0.890, 0.901, 0.901, 0.902],
-             "top1": [0.285, 0.367, 0.433, 0.449, 0.511, 0.552, 0.600, 0.617, 0.652, 0.671, 0.677]},
-    "qmax": {"table": 3, "values": [12, 15, 18, 21, 23, 24, 27, 30], "unit": "Å⁻¹",
-             "top6": [0.777, 0.795, 0.811, 0.822, 0.902, 0.900, 0.805, 0.84],
-             "top1": [0.516, 0.591, 0.597, 0.604, 0.677, 0.663, 0.598, 0.610]},
-    "qdamp": {"table": 4, "values": [0.0, 0.03, 0.04, 0.06, 0.09, 0.12, 0.15], "unit": "Å⁻¹",
-              "top6": [0.861, 0.897, 0.902, 0.879, 0.741, 0.648, 0.578],
-              "top1": [0.602, 0.659, 0.677, 0.579, 0.390, 0.294, 0.234]},
-    "uiso": {"table": 5, "values": [0.005, 0.006, 0.007, 0.008, 0.009, 0.010], "unit": "Å²",
-             "top6": [0.873, 0.895, 0.904, 0.902, 0.900, 0.900],
-             "top1": [0.618, 0.649, 0.664, 0.677, 0.666, 0.641]},
-}
-PAPER_RESULT = {"top1": 0.677, "top6": 0.902, "original_top1": 0.700, "original_top6": 0.919}
 
 PDF_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("spacegroup", pa.int16()),
                         ("structure_shard", pa.string()), ("params", pa.string()), ("x", pa.list_(pa.float32()))])
 
 
 def sample_params(ident: str, seed: int) -> dict:
-    """Beyond the paper: PDF parameters drawn per structure from the swept ranges (uniform),
-    reproducibly from (seed, id)."""
+    """Beyond the paper: PDF parameters drawn per structure from the swept ranges (uniform between
+    the smallest and largest value of each sweep in :data:`SWEEPS`: rmax 10–30 Å, Qmax 12–30 Å⁻¹,
+    Qdamp 0–0.15 Å⁻¹, Uiso 0.005–0.010 Å²), reproducibly from (seed, id)."""
     import hashlib
 
     rng = np.random.default_rng(int(hashlib.sha1(f"{seed}:{ident}".encode()).hexdigest()[:15], 16))
     params = dict(PAPER_PARAMS)
-    params.update(rmax=float(rng.uniform(10, 30)), qmax=float(rng.uniform(12, 30)),
-                  qdamp=float(rng.uniform(0.0, 0.15)), uiso=float(rng.uniform(0.005, 0.010)))
+    for parameter, sweep in SWEEPS.items():  # rmax, qmax, qdamp, uiso: the order of the draws
+        params[parameter] = float(rng.uniform(min(sweep["values"]), max(sweep["values"])))
     return params
 
 

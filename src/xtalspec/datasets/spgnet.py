@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..spectra.xrd import N_BINS
+
 RANGES = {  # name -> (sigma multiple on U or None, on eta or None)
     "inf": (None, None),
     "2sigmaU": (2.0, None),
@@ -79,7 +81,7 @@ def validation_folds(
     seed: int,
     leakage_bins: int = 5,
     peak_threshold: float = 0.01,
-    n_bins: int = 10001,
+    n_bins: int = N_BINS,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Fold number (1..n_folds, 0 = never validation) per row, and a per-group report.
 
@@ -177,7 +179,7 @@ def validation_rows(table: pd.DataFrame, fold: int) -> np.ndarray:
     return np.flatnonzero(table["fold"].to_numpy() == fold)
 
 
-def densify(bins_column, values_column, rows: np.ndarray, n_bins: int = 10001) -> np.ndarray:
+def densify(bins_column, values_column, rows: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     """Dense float32 profiles [len(rows), n_bins] from the sparse (bins, values) columns."""
     out = np.zeros((len(rows), n_bins), dtype=np.float32)
     for k, r in enumerate(rows):

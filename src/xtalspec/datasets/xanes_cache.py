@@ -37,11 +37,15 @@ import numpy as np
 import pandas as pd
 
 from ..provenance import code_version
+from ..spectra.xanes_labels import COMPARE_DISTANCE_FACTOR, DEFAULT_DISTANCE_FACTOR
 from ..utils.paths import safe_filename
 from ..utils.tables import read_frame, write_frame
 from .xanes_sites import CLASSES, candidates, primitive_texts, site_key
 
 log = logging.getLogger(__name__)
+
+#: sites per class and element that :func:`build_cache` aims for when given no quota
+DEFAULT_QUOTA = {"T4": 20, "S5": 20, "O6": 25}
 
 CACHE_COLUMNS = ["site_key", "source", "id", "url", "cif_sha256", "element", "site_index", "label",
                  "label_compare", "cn", "geometry", "csm", "preset", "feff_input_sha256", "feff_version",
@@ -174,7 +178,8 @@ def _wanted_classes(counts: Counter, quota: dict) -> list[str]:
 
 
 def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset: str = "fast",
-                quota: dict | None = None, distance_factor: float = 1.2, compare_factor: float = 1.4,
+                quota: dict | None = None, distance_factor: float = DEFAULT_DISTANCE_FACTOR,
+                compare_factor: float = COMPARE_DISTANCE_FACTOR,
                 max_elements: int | None = 5, max_atoms: int | None = 80, seed: int = 0,
                 timeout_s: float = 900.0, max_seconds: float | None = None, max_sites: int | None = None,
                 lookahead: int = 20) -> dict:
@@ -187,7 +192,7 @@ def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset:
     from ..spectra.feff import compute_site
     from .xanes_spectra import prune_workdir
 
-    quota = quota or {"T4": 20, "S5": 20, "O6": 25}
+    quota = quota or dict(DEFAULT_QUOTA)
     cache, rejects = read_cache(cache_path), _read_rejects(rejects_path)
     done = set(cache["site_key"]) | set(rejects["site_key"])
     counts = {el: Counter(cache.loc[cache["element"] == el, "label"]) for el in elements}

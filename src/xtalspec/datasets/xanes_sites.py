@@ -26,12 +26,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ..spectra.xanes_labels import COMPARE_DISTANCE_FACTOR, DEFAULT_DISTANCE_FACTOR, LABELS as CLASSES
 from ..structures.records import structure_from_json
 from ..utils.tables import write_frame
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("T4", "S5", "O6")
 LIGHT_COLUMNS = ["id", "source", "url", "elements", "disordered", "n_atoms"]
 
 
@@ -74,7 +74,8 @@ def primitive_texts(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
     return texts
 
 
-def select_sites(shards, element: str, *, distance_factor: float = 1.2, compare_factor: float = 1.4,
+def select_sites(shards, element: str, *, distance_factor: float = DEFAULT_DISTANCE_FACTOR,
+                 compare_factor: float = COMPARE_DISTANCE_FACTOR,
                  max_per_class: dict | None = None, max_structures: int | None = None,
                  max_elements: int | None = None, max_atoms: int | None = None,
                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from ..spectra import xanes_grid as grid_mod
+from ..spectra.xanes_labels import LABELS as CLASSES
 from ..utils.paths import safe_filename
 from ..utils.tables import read_frame, write_frame
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("T4", "S5", "O6")
 REJECT_COLUMNS = ["id", "source", "url", "site_key", "element", "reason", "detail"]
 _BULKY = ("*.bin", "gg.dat")
 

@@ -37,7 +37,7 @@ def profile_or_reason(structure) -> tuple[np.ndarray, np.ndarray] | str:
     except (KeyError, ValueError) as exc:
         return f"profile_failed: {type(exc).__name__}: {exc}"
     if len(bins) == 0:
-        return "no_reflections: no hkl with 0.1131 < 1/d < 1.0625 Å⁻¹"
+        return f"no_reflections: no hkl with {INV_D_MIN} < 1/d < {INV_D_MAX} Å⁻¹"
     if not np.isfinite(values).all():
         return "non_finite_profile"
     return bins, values

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..datasets.pdfs import PAPER_PARAMS, SWEEPS, model_input_for
+from ..datasets.pdf_paper import PAPER_PARAMS, SWEEPS
+from ..datasets.pdfs import model_input_for
 from ..structures import load_structures
 from .classification import top_k_accuracy
 

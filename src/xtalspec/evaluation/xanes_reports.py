@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..spectra.xanes_labels import LABELS as CLASSES
 from ..utils.atomic import atomic_path, atomic_write_text
 
-CLASSES = ("T4", "S5", "O6")
 ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
 EARLY = ("Ti", "V", "Cr", "Mn")
 LATE = ("Fe", "Co", "Ni", "Cu")

@@ -14,10 +14,10 @@ from scipy import stats
 
 from ..datasets.spgnet import RANGE_LABELS
 from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.roman import ROMAN
 from .classification import confusion_matrix, mean_and_interval, metrics
 
 MODEL_LABELS = {"spgnet": "SpgNet", "spgvolnet": "SpgVolNet"}
-ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"]
 PAPER_NOTE = ("Paper (Ozaki et al. 2025): the numbers of Table 3 did not survive in the text we have; "
               "its findings are that ensemble averaging raises precision significantly (non-overlapping "
               "95 % intervals) and MTL (SpgVolNet) raises recall. 50 % of volume predictions lie within "

@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..spectra.pdf import MODEL_POINTS as N_POINTS  # 209, defined once in spectra/pdf.py
 from .layers import keras_init
-
-N_POINTS = 209
 
 
 class PDFNet(nn.Module):

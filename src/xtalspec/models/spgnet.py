@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..spectra.xrd import N_BINS  # the delta-profile grid, defined once in spectra/xrd.py
 from .layers import SameConv1d, keras_init
-
-N_BINS = 10001
 
 
 def conv_trunk(dropout: float = 0.3, in_channels: int = 1) -> nn.Sequential:

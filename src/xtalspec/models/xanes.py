@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..spectra.xanes_grid import N_POINTS
+from ..spectra.xanes_labels import LABELS as CLASSES
 from .layers import keras_init
 
-CLASSES = ("T4", "S5", "O6")
 HIDDEN = (90, 60, 20)
 DROPOUT = 0.3
 MODEL_KINDS = ("mlp", "cnn")
@@ -44,7 +45,7 @@ def _mlp(n_in: int, n_classes: int) -> list[nn.Module]:
 
 
 class XanesMLP(nn.Module):
-    def __init__(self, n_points: int = 100, n_classes: int = 3):
+    def __init__(self, n_points: int = N_POINTS, n_classes: int = len(CLASSES)):
         super().__init__()
         self.net = nn.Sequential(*_mlp(n_points, n_classes))
         keras_init(self)
@@ -57,7 +58,7 @@ class XanesMLP(nn.Module):
 
 
 class XanesCNN(nn.Module):
-    def __init__(self, n_points: int = 100, n_classes: int = 3, filters: int = 8, kernel: int = 10,
+    def __init__(self, n_points: int = N_POINTS, n_classes: int = len(CLASSES), filters: int = 8, kernel: int = 10,
                  pool: int = 2):
         super().__init__()
         if n_points < kernel + pool - 1:

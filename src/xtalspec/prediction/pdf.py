@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..datasets.pdfs import PAPER_PARAMS
+from ..datasets.pdf_paper import PAPER_PARAMS
+from ..spectra.pdf import RMAX, RMIN
 from ..utils.atomic import atomic_write_text
 from ..utils.textfiles import read_data_text
 
-GRID_MIN, GRID_MAX = 1.5, 30.0
+GRID_MIN, GRID_MAX = RMIN, RMAX  # the model's r grid (spectra/pdf.py)
 MIN_POINTS_ON_GRID = 10
 _HEADER_VALUE = re.compile(r"^\W*(qmax|qmin|qdamp|qbroad|rmax|rmin|rstep)\s*[=:]\s*([-+0-9.eE]+)", re.IGNORECASE)
 

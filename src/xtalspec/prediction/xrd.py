@@ -14,8 +14,7 @@ import torch
 from ..spectra.measured import MeasuredProfile, PatternError, profile_from_pattern, raw_profile_from_pattern
 from ..models.checkpoints import load_member
 from ..utils.atomic import atomic_write_text
-
-ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"]
+from ..utils.roman import ROMAN
 
 
 def find_members(models_dir: str | Path, model_kind: str) -> list[Path]:

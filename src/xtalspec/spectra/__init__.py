@@ -1,4 +1,9 @@
-"""Simulated spectra of crystal structures: the paper's delta-function XRD profile (more to come)."""
+"""Spectra of crystal structures: XRD (:mod:`.xrd` delta-profile and powder patterns, :mod:`.radiation`
+wavelengths and Lorentz-polarisation, :mod:`.measured` measured patterns), PDF (:mod:`.pdf`) and XANES
+(:mod:`.feff`, :mod:`.xanes_grid`, :mod:`.xanes_labels`, :mod:`.xanes_measured`).
+
+The delta-profile grid (:data:`N_BINS` bins of 1/d between :data:`INV_D_MIN` and :data:`INV_D_MAX`,
+Debye-Waller :data:`B_ISO`) is defined once, in :mod:`.xrd`, and re-exported here."""
 
 from .form_factors import form_factor_coefficients, form_factors
 from .xrd import (

@@ -8,7 +8,8 @@ powder pattern I(2theta) is turned into that input in five steps:
 1. read the file (:func:`read_pattern`, or :func:`read_peak_list` when it already lists peaks);
 2. find the peaks (:func:`find_peaks`): SNIP background, ``scipy.signal.find_peaks_cwt``
    (as the paper did) with wavelet widths derived from the 2theta step, parabolic refinement;
-3. divide each peak height by the Lorentz-polarisation factor (:func:`lorentz_polarisation`);
+3. divide each peak height by the Lorentz-polarisation factor (:func:`lorentz_polarisation`,
+   from :mod:`xtalspec.spectra.radiation`, as are the wavelength names of :func:`parse_wavelength`);
 4. convert 2theta to 1/d = 2 sin(theta) / lambda (Bragg);
 5. accumulate into the model's bins and scale the maximum to 1 (:func:`profile_from_peaks`).
 
@@ -40,6 +41,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 from scipy.signal import find_peaks_cwt, peak_prominences, savgol_filter
 
 from ..utils.textfiles import read_data_text
+from .radiation import WAVELENGTHS, WavelengthError, lorentz_polarisation, parse_wavelength
 from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
 
 __all__ = [
@@ -61,72 +63,6 @@ class PatternError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
-
-
-class WavelengthError(ValueError):
-    """An X-ray wavelength name or number that is not understood."""
-
-
-# --------------------------------------------------------------------------- wavelengths
-
-# K-alpha1 / K-alpha2 lines (Bearden 1967, the values pymatgen also uses). "<X>Ka" is the
-# intensity-weighted mean (2 Ka1 + Ka2) / 3, the usual value for an unresolved doublet.
-_KA_LINES = {
-    "Cu": (1.54056, 1.54439),
-    "Mo": (0.70930, 0.71359),
-    "Co": (1.78896, 1.79285),
-    "Cr": (2.28970, 2.29361),
-    "Fe": (1.93604, 1.93998),
-    "Ag": (0.559421, 0.563813),
-}
-
-
-def _wavelength_table() -> dict[str, float]:
-    table: dict[str, float] = {}
-    for element, (ka1, ka2) in _KA_LINES.items():
-        table[f"{element}Ka"] = round((2.0 * ka1 + ka2) / 3.0, 5)
-        table[f"{element}Ka1"] = ka1
-        table[f"{element}Ka2"] = ka2
-    return table
-
-
-#: Anode lines in Angstrom, e.g. ``WAVELENGTHS["CuKa"] == 1.54184``, ``["MoKa"] == 0.71073``.
-WAVELENGTHS: dict[str, float] = _wavelength_table()
-_BY_KEY = {name.lower(): value for name, value in WAVELENGTHS.items()}
-WAVELENGTH_RANGE = (0.1, 5.0)  # plausible numeric wavelengths, Angstrom
-
-
-def _wavelength_key(text: str) -> str:
-    """'Cu K-alpha1', 'cu_ka', 'CuKα' -> 'cuka1' / 'cuka' (case, spaces, '-', '_' ignored)."""
-    key = re.sub(r"[\s\-_]", "", text).lower()
-    return key.replace("alpha", "a").replace("α", "a")
-
-
-def parse_wavelength(text) -> float:
-    """Wavelength in Angstrom from a line name ("CuKa", "MoKa1", case-insensitive) or a number.
-
-    Numbers (or numeric strings, optionally ending in "A"/"Å") are taken as Angstrom and must lie
-    in 0.1-5 Angstrom. Anything else raises :class:`WavelengthError` listing the accepted names.
-    """
-    if isinstance(text, (int, float, np.floating, np.integer)) and not isinstance(text, bool):
-        return _check_number(float(text), text)
-    key = _wavelength_key(str(text))
-    if key in _BY_KEY:
-        return _BY_KEY[key]
-    try:
-        value = float(re.sub(r"\s*(angstrom|å|a)$", "", str(text).strip(), flags=re.IGNORECASE))
-    except ValueError:
-        names = ", ".join(WAVELENGTHS)
-        raise WavelengthError(
-            f"unknown X-ray wavelength {text!r}; use one of {names} or a number in Angstrom") from None
-    return _check_number(value, text)
-
-
-def _check_number(value: float, text) -> float:
-    low, high = WAVELENGTH_RANGE
-    if not np.isfinite(value) or not low <= value <= high:
-        raise WavelengthError(f"wavelength {text!r} is not a plausible X-ray wavelength ({low}-{high} Angstrom)")
-    return value
 
 
 # --------------------------------------------------------------------------- reading files
@@ -467,23 +403,6 @@ def find_peaks(two_theta, intensity, *, min_rel_height: float = 0.002, min_snr: 
 
 
 # --------------------------------------------------------------------------- conversion
-
-
-def lorentz_polarisation(two_theta_deg, monochromator_two_theta_deg: float | None = None) -> np.ndarray:
-    """Lorentz-polarisation factor of a powder (Bragg-Brentano) reflection.
-
-    Default, unpolarised laboratory source and no monochromator:
-    ``LP = (1 + cos^2 2theta) / (sin^2 theta cos theta)`` (the factor pymatgen applies). With a
-    monochromator at ``2theta_M``: ``(1 + cos^2 2theta_M cos^2 2theta) / (sin^2 theta cos theta)
-    / (1 + cos^2 2theta_M)``. Only ratios matter here, since profiles are scaled to a maximum of 1.
-    """
-    theta = np.radians(np.asarray(two_theta_deg, dtype=np.float64)) / 2.0
-    cos2_2t = np.cos(2.0 * theta) ** 2
-    lorentz = np.sin(theta) ** 2 * np.cos(theta)
-    if monochromator_two_theta_deg is None:
-        return (1.0 + cos2_2t) / lorentz
-    cos2_m = np.cos(np.radians(monochromator_two_theta_deg)) ** 2
-    return (1.0 + cos2_m * cos2_2t) / lorentz / (1.0 + cos2_m)
 
 
 def inv_d_from_two_theta(two_theta_deg, wavelength: float) -> np.ndarray:

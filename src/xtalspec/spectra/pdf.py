@@ -61,7 +61,8 @@ import numpy as np
 
 from ..utils.threads import single_blas_thread
 
-# The paper's PDF settings (Lan et al., Table 1).
+# The paper's PDF settings (Lan et al., Table 1): defined here only; datasets/pdf_paper.py, the
+# models and the reports import them.
 RMIN = 1.5  # Angstrom
 RMAX = 30.0  # Angstrom
 QMIN = 0.5  # 1/Angstrom
@@ -70,7 +71,8 @@ QDAMP = 0.04  # 1/Angstrom
 QBROAD = 0.01  # 1/Angstrom
 UISO = 0.008  # Angstrom^2, every atom
 RSTEP = 0.01  # Angstrom, calculation grid
-MODEL_GRID = np.linspace(1.5, 30.0, 209)  # the CNN's input grid
+MODEL_POINTS = 209  # the CNN's input: G(r) resampled at this many points over RMIN..RMAX
+MODEL_GRID = np.linspace(RMIN, RMAX, MODEL_POINTS)  # the CNN's input grid
 
 N_RIPPLES = 6  # PDFfit2 extends the calculation range by this many 2 pi / Qmax ripples
 PEAK_SIGMAS = 5.0  # Gaussians are evaluated to +-5 sigma, as in PDFfit2

@@ -62,8 +62,11 @@ log = logging.getLogger("xtalspec.xanes_labels")
 ABSORBERS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
 #: ChemEnv model-polyhedron symbol -> the paper's class label
 GEOMETRY_LABELS: dict[str, str] = {"T:4": "T4", "S:5": "S5", "O:6": "O6"}
+#: The classes of the XANES system, in this order everywhere (data sets, models, reports): defined
+#: here only and imported elsewhere (as ``CLASSES``).
 LABELS: tuple[str, ...] = ("T4", "S5", "O6")
 DEFAULT_DISTANCE_FACTOR = 1.2  # paper
+COMPARE_DISTANCE_FACTOR = 1.4  # ChemEnv's usual cutoff: labels recomputed at it to count changes
 DEFAULT_ANGLE_FACTOR = 0.3  # ChemEnv SimplestChemenvStrategy default
 #: how far beyond the largest requested distance factor ChemEnv builds neighbour sets, so
 #: that distance groups straddling the cutoff are not truncated
@@ -233,7 +236,7 @@ def label_sites(
 
 def relabel_counts(
     structures_and_sites: Iterable,
-    factors: Sequence[float] = (1.2, 1.4),
+    factors: Sequence[float] = (DEFAULT_DISTANCE_FACTOR, COMPARE_DISTANCE_FACTOR),
     angle_factor: float = DEFAULT_ANGLE_FACTOR,
     max_csm: float | None = None,
 ) -> dict:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..utils.threads import single_blas_thread
 from .form_factors import element_symbol, form_factor_coefficients, form_factors
+from .radiation import lorentz_polarisation_from_trig, parse_wavelength
 
 INV_D_MIN = 0.1131  # 1/Angstrom (2 theta = 10 deg for Cu K-alpha)
 INV_D_MAX = 1.0625  # 1/Angstrom (2 theta = 110 deg for Cu K-alpha)
@@ -183,7 +184,8 @@ def from_sparse(indices, values, n_bins: int = N_BINS) -> np.ndarray:
 # The same structure factors, seen as a 2-theta powder pattern: a wavelength turns 1/d into
 # 2 theta = 2 arcsin(lambda / (2 d)), every reflection is weighted by the Lorentz-polarisation
 # factor (1 + cos^2 2theta) / (sin^2 theta cos theta) (unpolarised beam, no monochromator; the
-# factor pymatgen's XRDCalculator uses), reflections at the same 2 theta are merged, and the sticks
+# factor pymatgen's XRDCalculator uses; the formula and the wavelength names live in
+# :mod:`xtalspec.spectra.radiation`), reflections at the same 2 theta are merged, and the sticks
 # are broadened with a peak shape of constant width in degrees 2 theta.
 #
 # Debye-Waller: the default is the engine's B_ISO = 2.0 A^2 (exp(-B s^2) on F), as for the
@@ -196,6 +198,7 @@ def from_sparse(indices, values, n_bins: int = N_BINS) -> np.ndarray:
 POWDER_TWO_THETA = (5.0, 50.0)  # degrees
 POWDER_N_POINTS = 2251  # 0.02 degree steps over 5-50 degrees
 POWDER_FWHM = 0.1  # degrees 2 theta
+POWDER_ETA = 0.5  # Lorentzian fraction of the default pseudo-Voigt peak
 PEAK_MERGE_TOL = 1e-4  # degrees: reflections closer than this in 2 theta are one peak
 PROFILE_CUTOFF = 10.0  # each peak is evaluated within +-PROFILE_CUTOFF * FWHM of its centre
 PROFILE_SHAPES = ("pseudo-voigt", "gaussian", "lorentzian")
@@ -209,12 +212,6 @@ def powder_two_theta(two_theta=POWDER_TWO_THETA, n_points: int = POWDER_N_POINTS
     if int(n_points) < 2:
         raise ValueError(f"a powder pattern needs at least 2 points, got {n_points!r}")
     return np.linspace(low, high, int(n_points))
-
-
-def _wavelength(wavelength) -> float:
-    from .measured import parse_wavelength  # measured imports this module
-
-    return parse_wavelength(wavelength)
 
 
 def _check_range(two_theta) -> tuple[float, float]:
@@ -232,9 +229,9 @@ def powder_peaks(structure, wavelength="CuKa", two_theta=POWDER_TWO_THETA, b_iso
     PEAK_MERGE_TOL degrees are merged into one peak at their mean position. Absolute scale as
     pymatgen's ``get_pattern(..., scaled=False)``; peaks below 1e-12 of the strongest (round-off
     from exact extinctions) are dropped. wavelength: a line name (``"CuKa"``, ``"MoKa1"``, see
-    :data:`xtalspec.spectra.measured.WAVELENGTHS`) or a number in Angstrom.
+    :data:`xtalspec.spectra.radiation.WAVELENGTHS`) or a number in Angstrom.
     """
-    lam = _wavelength(wavelength)
+    lam = parse_wavelength(wavelength)
     low, high = _check_range(two_theta)
     qmin = 2.0 * np.sin(np.radians(low / 2)) / lam
     qmax = 2.0 * np.sin(np.radians(high / 2)) / lam
@@ -244,8 +241,7 @@ def powder_peaks(structure, wavelength="CuKa", two_theta=POWDER_TWO_THETA, b_iso
     tt = np.degrees(2.0 * theta)
     keep = (tt >= low) & (tt <= high) & (sin_t > 0) & (sin_t < 1)  # LP is infinite at 0 and 180 deg
     tt, f2, sin_t, theta = tt[keep], f2[keep], sin_t[keep], theta[keep]
-    cos_2t = 1.0 - 2.0 * sin_t * sin_t
-    lp = (1.0 + cos_2t * cos_2t) / (sin_t * sin_t * np.cos(theta))
+    lp = lorentz_polarisation_from_trig(sin_t, np.cos(theta), 1.0 - 2.0 * sin_t * sin_t)
     intensity = f2 * lp
     order = np.argsort(tt, kind="stable")
     tt, intensity = tt[order], intensity[order]
@@ -284,7 +280,7 @@ def _shape_values(offset: np.ndarray, constants) -> np.ndarray:
     return np.where(u2 > cut2, 0.0, values)
 
 
-def peak_shape(offset, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = 0.5) -> np.ndarray:
+def peak_shape(offset, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = POWDER_ETA) -> np.ndarray:
     """Unit-area peak profile (1/degree) at offsets (degrees) from the centre, zero beyond the cut-off.
 
     pseudo-Voigt = eta * Lorentzian + (1 - eta) * Gaussian, both of full width at half maximum
@@ -296,7 +292,7 @@ def peak_shape(offset, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", e
 
 
 def broaden(positions, intensities, axis, fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt",
-            eta: float = 0.5) -> np.ndarray:
+            eta: float = POWDER_ETA) -> np.ndarray:
     """sum_k I_k * peak_shape(axis - p_k) on an evenly spaced axis, each peak only within its cut-off.
 
     Vectorised over peaks: every peak gets a fixed-length window of grid indices covering
@@ -360,7 +356,7 @@ def broaden(positions, intensities, axis, fwhm: float = POWDER_FWHM, shape: str 
 
 
 def powder_pattern(structure, wavelength="CuKa", two_theta=POWDER_TWO_THETA, n_points: int = POWDER_N_POINTS,
-                   fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = 0.5,
+                   fwhm: float = POWDER_FWHM, shape: str = "pseudo-voigt", eta: float = POWDER_ETA,
                    b_iso: float = B_ISO, normalise: bool = True) -> np.ndarray:
     """Laboratory powder pattern on :func:`powder_two_theta` (``np.linspace(*two_theta, n_points)``).
 

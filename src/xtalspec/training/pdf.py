@@ -16,7 +16,7 @@ import torch
 from ..datasets.pdfs import class_weights
 from ..models.checkpoints import load_pdf_model  # noqa: F401  (its reader)
 from ..models.checkpoints import pdf_probabilities as probabilities  # noqa: F401
-from ..models.pdfnet import PDFNet
+from ..models.pdfnet import N_POINTS, PDFNet
 from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.tables import read_frame
@@ -26,7 +26,7 @@ log = logging.getLogger("xtalspec.training.pdf")
 
 
 def inputs(frame: pd.DataFrame) -> np.ndarray:
-    return np.stack(frame["x"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, 209), np.float32)
+    return np.stack(frame["x"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, N_POINTS), np.float32)
 
 
 def array_data(x: np.ndarray, labels: np.ndarray) -> ArrayData:
