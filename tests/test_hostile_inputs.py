@@ -331,3 +331,60 @@ def test_atomic_outputs_get_the_umask_mode_not_0600(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o664
+
+
+# ----------------------------------------------------------------------------- torch files
+
+
+def test_truncated_checkpoint_is_discarded_and_training_restarts(tmp_path):
+    import torch
+
+    from xtalspec.training.loop import ArrayData, TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 16)).astype(np.float32)
+    data = ArrayData(make_inputs=lambda rows: x[rows], labels=rng.integers(0, 3, 24).astype(np.int64))
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(16, 3)
+
+        def forward(self, inputs):
+            return {"logits": self.linear(inputs)}
+
+    cfg = TrainConfig(epochs=2, batch_size=8, seed=3)
+    straight = train(Tiny(), data, cfg, tmp_path / "straight")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes((tmp_path / "straight" / "checkpoint.pt").read_bytes()[:500])
+    (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"\0" * 1000)  # a save killed half-way
+    again = train(Tiny(), data, cfg, out)
+    assert [h["loss"] for h in again] == [h["loss"] for h in straight]
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_two_identical_saves_are_byte_identical_and_bad_files_give_one_line(tmp_path):
+    import torch
+
+    from xtalspec.utils.torch_io import TorchFileError, load_torch, save_torch
+
+    state = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "meta": {"model": "x"}}
+    save_torch(state, tmp_path / "a" / "model.pt")
+    save_torch(state, tmp_path / "b" / "model.pt")
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+    assert torch.equal(load_torch(tmp_path / "a" / "model.pt")["state_dict"]["w"], state["state_dict"]["w"])
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "PWNED"),))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "a" / "model.pt").read_bytes()[:300])
+    (tmp_path / "text.pt").write_text("hello")
+    for name in ("evil.pt", "cut.pt", "text.pt", "missing.pt"):
+        with pytest.raises(TorchFileError) as info:
+            load_torch(tmp_path / name)
+        message = str(info.value)
+        assert message.startswith(str(tmp_path / name)) and "\n" not in message, message
+    assert not (tmp_path / "PWNED").exists()  # weights_only refused the pickle's code

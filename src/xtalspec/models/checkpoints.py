@@ -17,6 +17,7 @@ import torch
 from .padnet import FILTER_SIZE, build_padnet
 from .pdfnet import PDFNet
 from .spgnet import SpgNet, build_model
+from ..utils.torch_io import load_torch
 
 #: the models of the PADNet comparison (thesis ch. 7): PADNet and four plain SpgNets that differ
 #: only in their training patterns (:data:`xtalspec.training.padnet.VARIANTS`)
@@ -25,7 +26,7 @@ COMPARISON_MODELS = ("padnet", "spgnet_min", "spgnet_min_mean", "spgnet_raw", "s
 
 def load_member(path: str | Path, device: str = "cpu"):
     """A trained SpgNet/SpgVolNet member and its metadata."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch(path, map_location=device)
     meta = state["meta"]
     model = build_model(meta["model"], len(meta["spacegroups"]))
     model.load_state_dict(state["state_dict"])
@@ -34,7 +35,7 @@ def load_member(path: str | Path, device: str = "cpu"):
 
 def load_pdf_model(path: str | Path, device: str = "cpu"):
     """A trained PDFNet and its metadata."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch(path, map_location=device)
     model = PDFNet(len(state["meta"]["spacegroups"]))
     model.load_state_dict(state["state_dict"])
     return model.eval(), state["meta"]
@@ -60,7 +61,7 @@ def build_comparison_model(variant: str, n_classes: int, filter_size: int = FILT
 
 def load_padnet_member(path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """A trained model of the PADNet comparison (``thesis padnet train``) and its metadata."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch(path, map_location=device)
     meta = state["meta"]
     settings = meta["settings"]
     model = build_comparison_model(meta["model"], len(meta["spacegroups"]),

@@ -29,6 +29,7 @@ from torch import nn
 from ..spectra.xanes_grid import N_POINTS
 from ..spectra.xanes_labels import LABELS as CLASSES
 from .layers import keras_init
+from ..utils.torch_io import load_torch, save_torch
 
 HIDDEN = (90, 60, 20)
 DROPOUT = 0.3
@@ -89,9 +90,7 @@ def save_bundle(directory, meta: dict, models: dict[str, nn.Module]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
     for kind, model in models.items():
-        tmp = directory / f".{kind}.pt.tmp"
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        tmp.replace(directory / f"{kind}.pt")
+        save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, directory / f"{kind}.pt")
         files[kind] = f"{kind}.pt"
     templates = meta.pop("templates", None)
     if templates is not None:
@@ -117,7 +116,7 @@ def load_bundle(directory) -> tuple[dict, dict[str, nn.Module]]:
     models = {}
     for kind, name in meta["models"].items():
         model = build_model(kind, len(meta["grid"]), len(meta["classes"]))
-        state = torch.load(directory / Path(name).name, map_location="cpu", weights_only=True)
+        state = load_torch(directory / Path(name).name)
         model.load_state_dict(state)
         models[kind] = model.eval()
     if meta.get("templates_file"):

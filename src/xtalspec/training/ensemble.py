@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from ..models.stacked import StackedSpgNet, default_conv_mode
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.atomic import atomic_write_text
+from ..utils.torch_io import save_torch
 from .loop import (ArrayData, Family, TrainConfig, autocast, initialise, loss_terms, pick_device, predict, run, setup,
                    validation_metrics)
 
@@ -300,8 +301,8 @@ def train_members_together(dataset: str | Path, model_name: str, range_name: str
         }
         seed_dir = out_dir / f"seed{seed}"
         write_predictions(table, val_idx, out, meta, seed_dir / "predictions.parquet")
-        with atomic_path(seed_dir / "model.pt") as tmp:
-            torch.save({"state_dict": {k: t.cpu() for k, t in model.state_dict().items()}, "meta": meta}, tmp)
+        save_torch({"state_dict": {k: t.cpu() for k, t in model.state_dict().items()}, "meta": meta},
+                   seed_dir / "model.pt")
         atomic_write_text(seed_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
         results[seed] = {"history": history, "meta": meta}
     return results

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..utils.atomic import atomic_path
+from ..utils.torch_io import TorchFileError, load_torch, save_torch
 
 log = logging.getLogger("xtalspec.training")
 
@@ -193,8 +193,26 @@ class Family:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
+
+
+def read_checkpoint(path: Path | None) -> dict | None:
+    """The checkpoint at ``path``, or None when there is none or it cannot be read (a save that
+    was killed, a damaged file: it is discarded with a warning and training starts afresh).
+    Temporary files of an interrupted save beside it are removed."""
+    if path is None:
+        return None
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+        log.warning("removed %s, left by an interrupted checkpoint save", stale)
+    if not path.exists():
+        return None
+    try:
+        return load_torch(path)
+    except TorchFileError as exc:
+        log.warning("discarding an unreadable checkpoint: %s; training starts afresh", exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def run(model, family: Family, n: int, cfg: LoopConfig, out_dir: str | Path | None = None, fingerprint: str = "",
@@ -213,7 +231,7 @@ def run(model, family: Family, n: int, cfg: LoopConfig, out_dir: str | Path | No
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         ckpt_path = Path(out_dir) / family.checkpoint_name
     # on the CPU: the RNG states must stay CPU tensors; load_state_dict moves weights and Adam state to the device
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path and ckpt_path.exists() else None
+    state = read_checkpoint(ckpt_path)
     if state is not None and not family.accepts(state, fingerprint):
         log.warning("ignoring %s: it belongs to another run (data or settings changed)", ckpt_path)
         state = None

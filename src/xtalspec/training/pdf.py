@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from ..datasets.pdfs import class_weights
 from ..models.checkpoints import load_pdf_model  # noqa: F401  (its reader)
@@ -21,6 +20,7 @@ from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.tables import read_frame
 from .loop import ArrayData, TrainConfig, pick_device, predict, run_fingerprint, train
+from ..utils.torch_io import save_torch
 
 log = logging.getLogger("xtalspec.training.pdf")
 
@@ -56,7 +56,6 @@ def train_pdf_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Path) 
     arrow = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata({"xtalspec": json.dumps(meta)})
     with atomic_path(out_dir / "predictions.parquet") as tmp:
         pq.write_table(arrow, tmp)
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    save_torch({"state_dict": model.state_dict(), "meta": meta}, out_dir / "model.pt")
     atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
     return {"history": history, "meta": meta}

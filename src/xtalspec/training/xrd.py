@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from ..datasets.spgnet import densify, training_rows, validation_rows
 from ..models.checkpoints import load_member  # noqa: F401  (its reader)
@@ -21,6 +20,7 @@ from ..provenance import code_version
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.tables import read_frame
 from .loop import ArrayData, TrainConfig, pick_device, predict, run_fingerprint, train
+from ..utils.torch_io import save_torch
 
 log = logging.getLogger("xtalspec.training.xrd")
 
@@ -57,8 +57,7 @@ def train_member(dataset: str | Path, model_name: str, range_name: str, fold: in
         "n_train": len(train_idx), "code_version": code_version(),
     }
     write_predictions(table, val_idx, out, meta, out_dir / "predictions.parquet")
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    save_torch({"state_dict": model.state_dict(), "meta": meta}, out_dir / "model.pt")
     atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
     return {"history": history, "meta": meta}
 
