@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..utils.gpu_slots import wants_gpu
+
 
 def cmd_profiles(args) -> int:
-    from .datasets.pdfs import write_pdf_shard
+    from ..datasets.pdfs import write_pdf_shard
 
     write_pdf_shard(args.structures, args.out, args.rejects, randomise_seed=args.randomise_seed)
     return 0
 
 
 def cmd_dataset(args) -> int:
-    from .datasets.pdfs import build_pdf_dataset
-    from .utils.tables import write_frame
+    from ..datasets.pdfs import build_pdf_dataset
+    from ..utils.tables import write_frame
 
     table, description = build_pdf_dataset(args.pdfs, args.seed, args.test_fraction, args.min_per_group)
     if args.like:  # the randomised-parameter set reuses the standard set's classes and split
-        from .utils.tables import read_frame
+        from ..utils.tables import read_frame
 
         reference, ref_description = read_frame(args.like)
         split = dict(zip(reference["id"] + "|" + reference["source"], reference["split"]))
@@ -34,9 +36,10 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+@wants_gpu()
 def cmd_train(args) -> int:
-    from .training.loop import TrainConfig, set_deterministic
-    from .training.pdf import train_pdf_model
+    from ..training.loop import TrainConfig, set_deterministic
+    from ..training.pdf import train_pdf_model
 
     set_deterministic()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
@@ -50,9 +53,9 @@ def cmd_topk(args) -> int:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from .datasets.pdfs import PAPER_RESULT
-    from .evaluation.classification import top_k_accuracy
-    from .utils.atomic import atomic_write_text
+    from ..datasets.pdfs import PAPER_RESULT
+    from ..evaluation.classification import top_k_accuracy
+    from ..utils.atomic import atomic_write_text
 
     lines = ["# Top-1 / top-6 accuracy on the test split", "", "| model | test items | classes | top-1 | top-6 |",
              "|---|---:|---:|---:|---:|"]
@@ -77,11 +80,11 @@ def cmd_topk(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .datasets.pdfs import SWEEPS
-    from .evaluation.pdf_robustness import plot_sweep, run_sweep, sweep_items, sweep_markdown
-    from .training.pdf import load_pdf_model, probabilities
-    from .utils.tables import read_frame
-    from .utils.atomic import atomic_write_text
+    from ..datasets.pdfs import SWEEPS
+    from ..evaluation.pdf_robustness import plot_sweep, run_sweep, sweep_items, sweep_markdown
+    from ..training.pdf import load_pdf_model, probabilities
+    from ..utils.tables import read_frame
+    from ..utils.atomic import atomic_write_text
 
     table, _ = read_frame(args.dataset)
     items = sweep_items(table, args.fraction, args.seed)
@@ -100,7 +103,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .prediction.pdf import predict_pdf
+    from ..prediction.pdf import predict_pdf
 
     result = predict_pdf(args.file, args.models, top=args.top)
     print(result.text)

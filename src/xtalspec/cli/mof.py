@@ -13,6 +13,9 @@ import logging
 import time
 from pathlib import Path
 
+from ..utils.gpu_slots import wants_gpu
+from .main import config_device
+
 log = logging.getLogger("xtalspec.mof")
 
 #: the paper's CNN, top-1 … top-5 on its 30 measured patterns (1,012-MOF library; Table S6)
@@ -35,7 +38,7 @@ def _blas_threads(threads: int):
 
 
 def cmd_patterns(args) -> int:
-    from .datasets.mof_library import write_library
+    from ..datasets.mof_library import write_library
 
     summary = write_library(args.structures, args.out, args.rejects, max_mofs=args.max_mofs, seed=args.seed,
                             fwhm=args.fwhm, measured_test=args.measured_test)
@@ -44,7 +47,7 @@ def cmd_patterns(args) -> int:
 
 
 def _run_data(args, cfg: dict):
-    from .datasets.mof_library import build_run_data, load_library
+    from ..datasets.mof_library import build_run_data, load_library
 
     library, _ = load_library(args.library)
     return build_run_data(library, args.size, cfg, measured_noise=args.measured_noise,
@@ -55,14 +58,15 @@ def _meta(args, data, model: str, cfg: dict, extra: dict | None = None) -> dict:
     return data.meta() | {"model": model, "library": str(args.library), "config": cfg} | (extra or {})
 
 
+@wants_gpu(device_of=config_device)
 def cmd_train(args) -> int:
     import pandas as pd
     import torch
 
-    from .datasets.mof_library import predictions_frame, topk_from_ranks
-    from .training.mof import predict_proba, train_cnn
-    from .utils.atomic import atomic_path, atomic_write_text
-    from .utils.tables import write_frame
+    from ..datasets.mof_library import predictions_frame, topk_from_ranks
+    from ..training.mof import predict_proba, train_cnn
+    from ..utils.atomic import atomic_path, atomic_write_text
+    from ..utils.tables import write_frame
 
     cfg = _json_arg(args.config)
     train_cfg = dict(cfg.get("train") or {})
@@ -104,9 +108,9 @@ def cmd_train(args) -> int:
 def cmd_baselines(args) -> int:
     import pandas as pd
 
-    from .datasets.mof_library import predictions_frame, topk_from_ranks
-    from .training.mof import BASELINE_NAMES, baselines
-    from .utils.tables import write_frame
+    from ..datasets.mof_library import predictions_frame, topk_from_ranks
+    from ..training.mof import BASELINE_NAMES, baselines
+    from ..utils.tables import write_frame
 
     cfg = _json_arg(args.config)
     base_cfg = dict(cfg.get("baselines") or {})
@@ -134,7 +138,7 @@ def cmd_baselines(args) -> int:
 
 
 def _read_runs(paths) -> list[tuple[object, dict]]:
-    from .utils.tables import read_frame
+    from ..utils.tables import read_frame
 
     return [read_frame(p) for p in paths]
 
@@ -145,14 +149,14 @@ def _noise_label(metas) -> str:
 
 
 def _append(path: Path, lines: list[str]) -> None:
-    from .utils.atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_text
 
     atomic_write_text(path, path.read_text() + "\n".join(lines) + "\n")
 
 
 def _model_scores(frame, k_max: int = 5):
     """({model: scores}, labels) for the top-k helpers, from the stored ranks (``rank_scores``)."""
-    from .datasets.mof_library import rank_scores
+    from ..datasets.mof_library import rank_scores
 
     out, labels = {}, None
     for model, part in frame.groupby("model", sort=False):
@@ -167,11 +171,11 @@ def write_report(cnn_paths, baseline_paths, model_path, test_path, out_dir, nca_
     import pandas as pd
     import torch
 
-    from .datasets.mof_library import topk_from_ranks
-    from .evaluation import mof_reports as mr
-    from .models.mofnet import MofCNN
-    from .utils.atomic import atomic_write_text
-    from .utils.tables import read_frame
+    from ..datasets.mof_library import topk_from_ranks
+    from ..evaluation import mof_reports as mr
+    from ..models.mofnet import MofCNN
+    from ..utils.atomic import atomic_write_text
+    from ..utils.tables import read_frame
 
     out = Path(out_dir)
     runs = {}

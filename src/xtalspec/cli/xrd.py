@@ -6,21 +6,23 @@ import json
 import logging
 from pathlib import Path
 
+from ..utils.gpu_slots import wants_gpu
+
 log = logging.getLogger("xtalspec.xrd")
 
 
 def cmd_profiles(args) -> int:
-    from .datasets.xrd_profiles import write_profile_shard
+    from ..datasets.xrd_profiles import write_profile_shard
 
     write_profile_shard(args.structures, args.out, args.rejects)
     return 0
 
 
 def cmd_dataset(args) -> int:
-    from .datasets.spgnet import RANGE_LABELS, build_dataset
-    from .datasets.xrd_profiles import read_profiles
-    from .utils.tables import write_frame
-    from .utils.atomic import atomic_write_text
+    from ..datasets.spgnet import RANGE_LABELS, build_dataset
+    from ..datasets.xrd_profiles import read_profiles
+    from ..utils.tables import write_frame
+    from ..utils.atomic import atomic_write_text
 
     profiles = read_profiles(args.profiles)
     table, description = build_dataset(profiles, args.min_per_group, args.n_folds, args.per_fold, args.seed,
@@ -56,9 +58,10 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+@wants_gpu()
 def cmd_train(args) -> int:
-    from .training.loop import TrainConfig, set_deterministic, throughput
-    from .training.xrd import train_member
+    from ..training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.xrd import train_member
 
     set_deterministic()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -71,9 +74,10 @@ def cmd_train(args) -> int:
     return 0
 
 
+@wants_gpu()
 def cmd_train_ensemble(args) -> int:
-    from .training.ensemble import train_members_together
-    from .training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.ensemble import train_members_together
+    from ..training.loop import TrainConfig, set_deterministic, throughput
 
     set_deterministic()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seeds[0],
@@ -89,8 +93,8 @@ def cmd_train_ensemble(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .evaluation import xrd_reports as rep
-    from .utils.atomic import atomic_write_text
+    from ..evaluation import xrd_reports as rep
+    from ..utils.atomic import atomic_write_text
 
     members = [] if args.what == "curves" else rep.load_predictions(args.predictions)
     out = Path(args.out_dir)
@@ -126,7 +130,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
+    from ..prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
 
     if args.model == "padnet":  # raw scan, no peak picking (thesis ch. 7)
         result = predict_raw_pattern(args.pattern, args.wavelength, args.models or PADNET_MODELS_DIR, top=args.top)

@@ -13,6 +13,9 @@ import json
 import logging
 from pathlib import Path
 
+from ..utils.gpu_slots import wants_gpu
+from .main import config_device
+
 log = logging.getLogger("xtalspec.thesis")
 
 
@@ -21,21 +24,22 @@ def _json(text: str | None) -> dict:
 
 
 def _settings(args):
-    from .training.padnet import PadnetSettings
+    from ..training.padnet import PadnetSettings
 
     options = _json(args.config)
     return PadnetSettings.from_dict(options | {"seed": args.seed}), options
 
 
+@wants_gpu(device_of=config_device)
 def cmd_padnet_train(args) -> int:
     import pandas as pd
     import torch
 
-    from .provenance import code_version
-    from .training.loop import TrainConfig, run_fingerprint
-    from .training.padnet import train_variant
-    from .utils.atomic import atomic_path, atomic_write_text
-    from .utils.tables import read_frame
+    from ..provenance import code_version
+    from ..training.loop import TrainConfig, run_fingerprint
+    from ..training.padnet import train_variant
+    from ..utils.atomic import atomic_path, atomic_write_text
+    from ..utils.tables import read_frame
 
     settings, options = _settings(args)
     train_opts = options.get("train", {})
@@ -59,8 +63,8 @@ def cmd_padnet_train(args) -> int:
 
 
 def cmd_padnet_evaluate(args) -> int:
-    from .training.padnet import accuracy_table, evaluate, load_padnet_member
-    from .utils.tables import read_frame, write_frame
+    from ..training.padnet import accuracy_table, evaluate, load_padnet_member
+    from ..utils.tables import read_frame, write_frame
 
     settings, options = _settings(args)
     table, description = read_frame(args.dataset)
@@ -81,11 +85,11 @@ def cmd_padnet_evaluate(args) -> int:
 def cmd_report(args) -> int:
     import pandas as pd
 
-    from .evaluation import composition_reports as comp
-    from .evaluation import padnet_reports as pad
-    from .provenance import code_version
-    from .utils.atomic import atomic_write_text
-    from .utils.tables import read_frame
+    from ..evaluation import composition_reports as comp
+    from ..evaluation import padnet_reports as pad
+    from ..provenance import code_version
+    from ..utils.atomic import atomic_write_text
+    from ..utils.tables import read_frame
 
     out = Path(args.out_dir)
     tables, figures = out / "tables", out / "figures"
