@@ -42,7 +42,7 @@ rule compositions_dataset:
         rejects=THESIS_OUT / "compositions/{csource}/dataset_rejects.parquet",
     params:
         options=lambda wc: _flags(
-            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--seed", config.get("seed", 0))]
+            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--seed", config["seed"])]
         ),
     log:
         LOGS / "thesis/dataset-{csource}.log",
@@ -136,7 +136,7 @@ rule compositions_transfer:
     params:
         config=lambda wc: json.dumps(COMP["train"], separators=(",", ":")),
         options=lambda wc: _flags(
-            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--split-seed", config.get("seed", 0))]
+            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--split-seed", config["seed"])]
         ),
     threads: COMP["train"]["threads"]
     resources:
@@ -162,7 +162,7 @@ rule padnet_train:
         history=THESIS_OUT / "padnet/models/{pmodel}/history.csv",
     params:
         config=lambda wc: json.dumps(PAD, separators=(",", ":")),
-        seed=lambda wc: config.get("seed", 0) + 1,
+        seed=lambda wc: config["seed"] + 1,
     threads: PAD["train"]["threads"]
     resources:
         gpu=PAD["train"]["gpus_per_job"],
@@ -174,7 +174,7 @@ rule padnet_train:
         ENV
     shell:
         "xtalspec padnet train --dataset {input} --model {wildcards.pmodel} --config '{params.config}' "
-        "--seed {params.seed} --threads {threads} --out-dir $(dirname {output.model}) > {log} 2>&1"
+        "--seed {params.seed} --threads {threads} --out-dir \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
 
 rule padnet_evaluate:
@@ -186,7 +186,7 @@ rule padnet_evaluate:
         THESIS_OUT / "padnet/predictions.parquet",
     params:
         config=lambda wc: json.dumps(PAD, separators=(",", ":")),
-        seed=lambda wc: config.get("seed", 0) + 1,
+        seed=lambda wc: config["seed"] + 1,
     log:
         LOGS / "thesis/padnet-evaluate.log",
     benchmark:
@@ -238,7 +238,7 @@ rule thesis_report:
     conda:
         ENV
     shell:
-        "xtalspec thesis report {params.options} --out-dir {params.out_dir} > {log} 2>&1"
+        "xtalspec thesis report {params.options} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule thesis_cv_table:

@@ -18,7 +18,7 @@ rule xanes_sites:
                 ("--max-structures", XANES["max_structures"]),
                 ("--max-elements", XANES["max_elements"]),
                 ("--max-atoms", XANES["max_atoms"]),
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
             ]
         ),
     log:
@@ -128,7 +128,7 @@ rule xanes_bundle:
         ENV
     shell:
         "xtalspec xanes bundle --dataset {input} --element {wildcards.element} --config '{params.config}' "
-        "--out-dir $(dirname {output}) > {log} 2>&1"
+        "--out-dir \"$(dirname {output:q})\" > {log:q} 2>&1"
 
 
 rule xanes_report:
@@ -158,8 +158,8 @@ rule xanes_report:
         ENV
     shell:
         "xtalspec xanes report --dataset {input.dataset} --predictions {input.predictions} "
-        "--tables $(dirname {output.table1}) --figures $(dirname {output.figure3}) "
-        "--config '{params.config}' > {log} 2>&1"
+        "--tables \"$(dirname {output.table1:q})\" --figures \"$(dirname {output.figure3:q})\" "
+        "--config '{params.config}' > {log:q} 2>&1"
 
 
 rule xanes_table1:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 from ..utils.gpu_slots import wants_gpu
 from .main import config_device
