@@ -86,7 +86,11 @@ def cmd_spectrum_xanes(args) -> int:
 
 
 def register(sub) -> None:
+    from ..structures.cleaning import CleaningSettings
     from ..structures.sources import SOURCE_NAMES
+    from ..structures.symmetry import ANGLE_TOLERANCE, SYMPREC
+
+    clean = CleaningSettings()  # the defaults of stand-alone use are the library's (the workflow passes its own)
 
     def add_download_options(p):
         p.add_argument("--elements", nargs="*", default=None, help="required elements (COD, MP)")
@@ -104,12 +108,13 @@ def register(sub) -> None:
     ingest.add_argument("--max-structures", type=int, default=None, help="deterministic subset of this size")
     ingest.add_argument("--seed", type=int, default=0, help="seed of the subset choice")
     ingest.add_argument("--dataset", default="2019-ASR", help="coremof dataset (2014, 2019-ASR, 2019-FSR)")
-    ingest.add_argument("--symprec", type=float, default=0.01, help="spglib distance tolerance (Å)")
-    ingest.add_argument("--angle-tolerance", type=float, default=5.0, help="spglib angle tolerance (degrees)")
-    ingest.add_argument("--max-atoms", type=int, default=1000, help="reject cells with more sites")
-    ingest.add_argument("--min-distance", type=float, default=0.5, help="closest allowed full-occupancy pair (Å)")
-    ingest.add_argument("--density-min", type=float, default=0.1, help="g/cm^3")
-    ingest.add_argument("--density-max", type=float, default=25.0, help="g/cm^3")
+    ingest.add_argument("--symprec", type=float, default=SYMPREC, help="spglib distance tolerance (Å)")
+    ingest.add_argument("--angle-tolerance", type=float, default=ANGLE_TOLERANCE, help="spglib angle tolerance (degrees)")
+    ingest.add_argument("--max-atoms", type=int, default=clean.max_atoms, help="reject cells with more sites")
+    ingest.add_argument("--min-distance", type=float, default=clean.min_distance,
+                        help="closest allowed full-occupancy pair (Å)")
+    ingest.add_argument("--density-min", type=float, default=clean.density_range[0], help="g/cm^3")
+    ingest.add_argument("--density-max", type=float, default=clean.density_range[1], help="g/cm^3")
     ingest.add_argument("--no-summary", action="store_true")
     add_download_options(ingest)
     ingest.set_defaults(func=cmd_ingest)

@@ -26,7 +26,7 @@ from ..utils.atomic import atomic_path
 from .cleaning import CleaningSettings, ParsedCIF, Reject, parse_and_check
 from .records import REJECT_SCHEMA, SHARD_SCHEMA, log_or_nan, structure_to_json
 from .sources.base import RawEntry, Source
-from .symmetry import analyse_symmetry
+from .symmetry import ANGLE_TOLERANCE, SYMPREC, analyse_symmetry
 
 log = logging.getLogger("xtalspec.ingest")
 
@@ -151,8 +151,8 @@ def ingest_shard(
     shard: int,
     n_shards: int,
     settings: CleaningSettings,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    symprec: float = SYMPREC,
+    angle_tolerance: float = ANGLE_TOLERANCE,
     duplicates: Iterable[str] = (),
     force: bool = False,
 ) -> dict:
@@ -204,8 +204,8 @@ def ingest(
     max_structures: int | None = None,
     seed: int = 0,
     shards: Iterable[int] | None = None,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    symprec: float = SYMPREC,
+    angle_tolerance: float = ANGLE_TOLERANCE,
 ) -> list[dict]:
     """Ingest the chosen shards (all by default) of ``source`` into ``out_dir``."""
     all_ids = source.list_ids()
