@@ -27,8 +27,8 @@ rule mof_patterns:
     conda:
         ENV
     shell:
-        "xtalspec mof patterns --structures {input.shards} --out {output.library} --rejects {output.rejects} "
-        "{params.options} > {log} 2>&1"
+        "xtalspec mof patterns --structures {input.shards:q} --out {output.library:q} --rejects {output.rejects:q} "
+        "{params.options} > {log:q} 2>&1"
 
 
 rule mof_train:
@@ -56,7 +56,7 @@ rule mof_train:
     conda:
         ENV
     shell:
-        "xtalspec mof train --library {input.library} --size {wildcards.size} --threads {threads} "
+        "xtalspec mof train --library {input.library:q} --size {wildcards.size} --threads {threads} "
         "--config '{params.config}' "
         "{params.options} --model {output.model:q} --predictions {output.predictions:q} "
         "--history {output.history:q} --test-patterns {output.test:q} > {log:q} 2>&1"
@@ -82,9 +82,9 @@ rule mof_baselines:
     conda:
         ENV
     shell:
-        "xtalspec mof baselines --library {input.library} --size {wildcards.size} --threads {threads} "
+        "xtalspec mof baselines --library {input.library:q} --size {wildcards.size} --threads {threads} "
         "--config '{params.config}' "
-        "{params.options} --out {output} > {log} 2>&1"
+        "{params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule mof_report:

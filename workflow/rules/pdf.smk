@@ -19,8 +19,8 @@ rule pdf_profiles:
     conda:
         ENV
     shell:
-        "xtalspec pdf profiles --structures {input} --out {output.pdfs} --rejects {output.rejects} "
-        "{params.randomise} > {log} 2>&1"
+        "xtalspec pdf profiles --structures {input:q} --out {output.pdfs:q} --rejects {output.rejects:q} "
+        "{params.randomise} > {log:q} 2>&1"
 
 
 rule pdf_dataset_standard:
@@ -44,7 +44,7 @@ rule pdf_dataset_standard:
     conda:
         ENV
     shell:
-        "xtalspec pdf dataset --pdfs {input} --out {output} {params.options} > {log} 2>&1"
+        "xtalspec pdf dataset --pdfs {input:q} --out {output:q} {params.options} > {log:q} 2>&1"
 
 
 rule pdf_dataset_randomised:
@@ -61,7 +61,7 @@ rule pdf_dataset_randomised:
     conda:
         ENV
     shell:
-        "xtalspec pdf dataset --pdfs {input.pdfs} --like {input.like} --out {output} > {log} 2>&1"
+        "xtalspec pdf dataset --pdfs {input.pdfs:q} --like {input.like:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pdf_train:
@@ -95,7 +95,7 @@ rule pdf_train:
     conda:
         ENV
     shell:
-        "xtalspec pdf train --dataset {input} --threads {threads} {params.train} "
+        "xtalspec pdf train --dataset {input:q} --threads {threads} {params.train} "
         "--out \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
 

@@ -14,7 +14,7 @@ rule xrd_profiles:
     conda:
         ENV
     shell:
-        "xtalspec xrd profiles --structures {input} --out {output.profiles} --rejects {output.rejects} > {log} 2>&1"
+        "xtalspec xrd profiles --structures {input:q} --out {output.profiles:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule xrd_dataset:
@@ -92,7 +92,7 @@ if XRD["train"]["together"]:
         conda:
             ENV
         shell:
-            "xtalspec xrd train-ensemble --dataset {input} --model {wildcards.model} --range {wildcards.range} "
+            "xtalspec xrd train-ensemble --dataset {input:q} --model {wildcards.model} --range {wildcards.range} "
             "--fold {wildcards.fold} --seeds {params.seeds} --threads {threads} {params.train} "
             "--out {params.out:q} > {log:q} 2>&1"
 
@@ -130,7 +130,7 @@ else:
         conda:
             ENV
         shell:
-            "xtalspec xrd train --dataset {input} --model {wildcards.model} --range {wildcards.range} "
+            "xtalspec xrd train --dataset {input:q} --model {wildcards.model} --range {wildcards.range} "
             "--fold {wildcards.fold} --seed {wildcards.seed} --threads {threads} {params.train} "
             "--out \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
