@@ -35,7 +35,7 @@ def cmd_dataset(args) -> int:
     return 0
 
 
-@wants_gpu()
+@wants_gpu
 def cmd_train(args) -> int:
     from ..training.loop import TrainConfig, set_deterministic
     from ..training.pdf import train_pdf_model

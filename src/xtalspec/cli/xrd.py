@@ -35,7 +35,7 @@ def cmd_dataset(args) -> int:
     return 0
 
 
-@wants_gpu()
+@wants_gpu
 def cmd_train(args) -> int:
     from ..training.loop import TrainConfig, set_deterministic, throughput
     from ..training.xrd import train_member
@@ -51,7 +51,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-@wants_gpu()
+@wants_gpu
 def cmd_train_ensemble(args) -> int:
     from ..training.ensemble import train_members_together
     from ..training.loop import TrainConfig, set_deterministic, throughput

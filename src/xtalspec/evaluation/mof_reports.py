@@ -245,11 +245,11 @@ def grad_cam(model: torch.nn.Module, x, target_class: int) -> np.ndarray:
 
 
 def cam_figure(model: torch.nn.Module, patterns: np.ndarray, classes, names, path, two_theta: np.ndarray = TWO_THETA,
-               noise_source: str = "", n_show: int = 4) -> pd.DataFrame:
+               noise_source: str = "", n_show: int = 4, csv_path=None) -> pd.DataFrame:
     """Patterns (black) with their Grad-CAM maps (scaled to max 1, filled) for the first
     ``n_show`` (4) patterns; ``classes`` are the target class indices, ``names`` the titles.
-    Writes ``path`` (PNG) and the curves to ``path`` with suffix ``.csv`` (two_theta, then
-    ``pattern_i`` / ``cam_i``). Returns that table."""
+    Writes ``path`` (PNG) and the curves to ``csv_path`` (default: ``path`` with suffix ``.csv``;
+    two_theta, then ``pattern_i`` / ``cam_i``). Returns that table."""
     patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float32))[:n_show]
     classes, names = list(classes)[:n_show], list(names)[:n_show]
     columns = {"two_theta": two_theta}
@@ -273,7 +273,7 @@ def cam_figure(model: torch.nn.Module, patterns: np.ndarray, classes, names, pat
     fig.tight_layout()
     _save(fig, path)
     frame = pd.DataFrame(columns)
-    atomic_write_text(Path(path).with_suffix(".csv"), frame.to_csv(index=False))
+    atomic_write_text(Path(csv_path) if csv_path else Path(path).with_suffix(".csv"), frame.to_csv(index=False))
     return frame
 
 
@@ -385,7 +385,7 @@ def write_report(cnn_paths, baseline_paths, model_path, test_path, paths: dict, 
     cam_rows = [int(np.flatnonzero(classes == c)[0]) for c in chosen[: int(cam_mofs)]]
     titles = [f"{test['true_id'].iloc[r]} — CNN top-1: {cnn_rows.loc[r, 'predicted_id']}, true rank "
               f"{cnn_rows.loc[r, 'true_rank']}" for r in cam_rows]
-    cam = cam_figure(model, patterns[cam_rows], classes[cam_rows], titles, paths["cam_png"],
+    cam = cam_figure(model, patterns[cam_rows], classes[cam_rows], titles, paths["cam_png"], csv_path=paths["cam_csv"],
                         noise_source=noise, n_show=len(cam_rows))
     cam["noise_source"] = noise
     atomic_write_text(paths["cam_csv"], cam.to_csv(index=False))

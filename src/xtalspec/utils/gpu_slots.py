@@ -244,21 +244,25 @@ def release() -> None:
             os.close(slot.fd)
 
 
-def wants_gpu(device_of=None):
+def wants_gpu(func=None, *, device_of=None):
     """Decorator for a command function that trains a torch model: :func:`claim_for_command` (from
     ``xtalspec.cli.main``) gives it a GPU slot before it runs. ``device_of(args) -> (device,
     gpus_per_job)`` tells which device the parsed command asks for (``gpus_per_job`` None when not
-    given); without it, ``args.device`` or ``auto``. The allocator asks the command, not a list of names::
+    given); without it, ``args.device`` or ``auto``. The allocator asks the command, not a list of
+    names::
 
-        @wants_gpu(device_of=lambda args: (args.device, None))
+        @wants_gpu                       # device from --device (default auto)
         def cmd_train(args): ...
-    """
-    def mark(func):
-        func.wants_gpu = True
-        func.device_of = device_of or _flag_device
-        return func
 
-    return mark
+        @wants_gpu(device_of=read_it)    # e.g. from the command's --config JSON
+        def cmd_fit(args): ...
+    """
+    def mark(command):
+        command.wants_gpu = True
+        command.device_of = device_of or _flag_device
+        return command
+
+    return mark(func) if func is not None else mark
 
 
 def _flag_device(args) -> tuple[str, int | None]:
