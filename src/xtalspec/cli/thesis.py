@@ -4,7 +4,8 @@ report of every thesis experiment (paper 002).
 ``padnet train`` fits one model of the comparison (PADNet or a plain SpgNet with a background
 treatment) on rendered laboratory patterns of the SpgNet data set; ``padnet evaluate`` renders the
 held-out structures at increasing background strengths and scores every approach; ``thesis
-report`` writes the tables and figures from saved predictions only.
+report`` writes the tables and figures from saved predictions only
+(:func:`xtalspec.evaluation.thesis_reports.write_thesis_report`).
 """
 
 from __future__ import annotations

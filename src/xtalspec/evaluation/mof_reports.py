@@ -8,7 +8,8 @@ it. Accuracies are fractions in the inputs and in the CSVs (``accuracy``), perce
 Markdown tables and the figures. The paper reports, for its CNN on the 30 measured patterns of 10
 MOFs with a 1,012-MOF library, top-1 56.7 % and top-5 96.7 %; its baselines (naive Bayes, kNN,
 logistic regression, random forest, SVM) stay below 50 % for top-1 to top-5 (no exact values
-given, so none are drawn).
+given, so none are drawn). :func:`write_report` (``xtalspec mof report``) writes all of them and a
+JSON summary to the paths it is given.
 
 Grad-CAM (:func:`grad_cam`): for the input pattern ``x`` and class ``c``, ``A = features(x)``
 (the last conv layer's activations, K channels × L positions), ``α_k = mean_l ∂y_c/∂A_kl``
