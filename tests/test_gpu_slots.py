@@ -156,7 +156,7 @@ def _parse(*argv):
 
 def test_training_commands_and_their_devices():
     xrd = ["xrd", "train", "--dataset", "d", "--model", "spgnet", "--fold", "1", "--seed", "1", "--out", "o"]
-    assert gpu_slots.subcommand(_parse(*xrd)) in gpu_slots.TRAINING_COMMANDS
+    assert gpu_slots.command_wants_gpu(_parse(*xrd))
     assert gpu_slots.requested_device(_parse(*xrd)) == ("auto", None)
     assert gpu_slots.requested_device(_parse(*xrd, "--device", "cpu")) == ("cpu", None)
     xanes = _parse("xanes", "train", "--dataset", "d", "--element", "V", "--model", "cnn", "--out", "o",
@@ -167,8 +167,97 @@ def test_training_commands_and_their_devices():
     assert gpu_slots.requested_device(mof) == ("cuda", 1)
     rf = _parse("compositions", "cv", "--dataset", "d", "--model", "rf_comp", "--out", "o")
     assert gpu_slots.requested_device(rf) == ("cpu", 0)
-    assert gpu_slots.subcommand(_parse("xrd", "report", "table3", "--predictions", "p", "--out-dir", "o")) \
-        not in gpu_slots.TRAINING_COMMANDS
+    assert not gpu_slots.command_wants_gpu(_parse("xrd", "report", "table3", "--predictions", "p", "--out-dir", "o"))
+
+
+def test_every_training_command_declares_a_gpu():
+    """The commands that train torch models (and only they) declare @wants_gpu."""
+    from xtalspec.cli import build_parser
+
+    def leaves(parser, path=()):
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, child in action.choices.items():
+                    yield from leaves(child, path + (name,))
+        if not any(a.__class__.__name__ == "_SubParsersAction" for a in parser._actions):
+            yield path, parser.get_default("func")
+
+    declared = {path for path, func in leaves(build_parser()) if getattr(func, "wants_gpu", False)}
+    assert declared == {
+        ("xrd", "train"), ("xrd", "train-ensemble"), ("pdf", "train"), ("xanes", "train"), ("xanes", "bundle"),
+        ("mof", "train"), ("compositions", "cv"), ("compositions", "learning-curve"), ("compositions", "pretrain"),
+        ("compositions", "transfer"), ("padnet", "train")}
+
+
+def test_a_new_training_command_gets_a_slot_without_editing_gpu_slots(tmp_path, clean_env, caplog):
+    """A toy training command registered on the real parser (the registration API of xtalspec.cli)
+    declares @wants_gpu and gets a GPU slot: CUDA_VISIBLE_DEVICES set and the lock held while it runs."""
+    import types
+
+    import torch
+
+    from xtalspec import cli
+    from xtalspec.cli.main import config_device
+
+    seen = {}
+
+    @gpu_slots.wants_gpu(device_of=config_device)
+    def cmd_toy_train(args) -> int:
+        model = torch.nn.Linear(3, 1)  # a toy model, trained one step on the CPU
+        loss = model(torch.ones(2, 3)).pow(2).mean()
+        loss.backward()
+        seen["visible"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen["held"] = [row["held"] for row in gpu_slots.status()]  # inside, slot 0 is the only visible one
+        seen["holder_pid"] = (gpu_slots.status()[0]["holder"] or {}).get("pid")
+        seen["lock_taken"] = _lock_taken(tmp_path / "locks" / "gpu-0.lock")
+        return 0
+
+    def register(sub):
+        toy = sub.add_parser("toy", help="a toy training command of this test")
+        toy_sub = toy.add_subparsers(dest="toy_command", required=True)
+        p = toy_sub.add_parser("train")
+        p.add_argument("--config", default=None)
+        p.set_defaults(func=cmd_toy_train)
+
+    systems = [importlib_module(f"xtalspec.cli.{name}") for name in cli.SYSTEMS] + [types.SimpleNamespace(
+        register=register)]
+    parser = cli.build_parser(systems)
+    clean_env.setenv(gpu_slots.ENV_COUNT, "2")
+    clean_env.setenv(gpu_slots.ENV_LOCK_DIR, str(tmp_path / "locks"))
+    caplog.set_level("INFO", logger="xtalspec.gpu")
+    assert cli.main(["toy", "train"], parser=parser) == 0
+    assert seen == {"visible": "0", "held": [True], "holder_pid": os.getpid(), "lock_taken": True}
+    assert any("GPU slot 0 of 2" in r.getMessage() for r in caplog.records)
+    # afterwards the slot is free again and the environment as it was
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert [row["held"] for row in gpu_slots.status()] == [False, False]
+    # the same command asking for the CPU in its config gets no slot
+    seen.clear()
+    assert cli.main(["toy", "train", "--config", json.dumps({"device": "cpu"})], parser=parser) == 0
+    assert seen["visible"] is None and seen["held"] == [False, False]
+    assert not seen["lock_taken"]
+
+
+def _lock_taken(path) -> bool:
+    """Whether another open file description holds the flock on ``path``."""
+    import fcntl
+
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def importlib_module(name):
+    import importlib
+
+    return importlib.import_module(name)
 
 
 def test_claim_for_command(tmp_path, clean_env):

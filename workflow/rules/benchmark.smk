@@ -2,10 +2,9 @@
 # pymatgen / PDFfit2 (ratios), training samples/s per model family, ensemble together vs
 # sequential, and the per-rule wall times of the last pipeline run (BENCH files, read only).
 # Not part of `all`; no inputs, so rerun it with `snakemake benchmark --forcerun bench`.
-# Optional config (no schema section needed): benchmark: {threads: 1, feff: false, quick: false,
-# repeats: null, skip: []}
+# Optional config `benchmark:` (threads, feff, quick, repeats, skip; defaults in config/schema.yaml).
 
-BENCHMARK = config.get("benchmark") or {}
+BENCHMARK = config["benchmark"]
 
 
 rule bench:
@@ -16,11 +15,11 @@ rule bench:
     params:
         options=lambda wc: _flags(
             [
-                ("--threads", BENCHMARK.get("threads", 1)),
-                ("--repeats", BENCHMARK.get("repeats")),
-                ("--feff", bool(BENCHMARK.get("feff", False))),
-                ("--quick", bool(BENCHMARK.get("quick", False))),
-                ("--skip", BENCHMARK.get("skip")),
+                ("--threads", BENCHMARK["threads"]),
+                ("--repeats", BENCHMARK["repeats"]),
+                ("--feff", BENCHMARK["feff"]),
+                ("--quick", BENCHMARK["quick"]),
+                ("--skip", BENCHMARK["skip"]),
                 ("--rules-dir", BENCH),
             ]
         ),
@@ -32,7 +31,7 @@ rule bench:
     conda:
         ENV
     shell:
-        "xtalspec bench --out-dir $(dirname {output.json}) {params.options} > {log} 2>&1"
+        "xtalspec bench --out-dir \"$(dirname {output.json:q})\" {params.options} > {log:q} 2>&1"
 
 
 rule benchmark:

@@ -1,9 +1,11 @@
 # Shared helpers: where results go, which sources are on, which shards exist.
+# Every default lives in config/schema.yaml (the Snakefile's `validate` fills it in), so the rules
+# read config[...] without fallbacks.
 
 import json
 from pathlib import Path
 
-RESULTS = Path(config.get("results", "results"))
+RESULTS = Path(config["results"])
 LOGS = RESULTS / "logs"
 BENCH = RESULTS / "benchmarks" / "rules"
 ENV = "../../envs/xtalspec.yaml"
@@ -15,7 +17,7 @@ def source_config(source):
 
 
 def enabled_sources():
-    return [name for name, opts in config["structures"]["sources"].items() if opts.get("enabled")]
+    return [name for name, opts in config["structures"]["sources"].items() if opts["enabled"]]
 
 
 def structure_shards():
@@ -55,24 +57,28 @@ def ingest_inputs(wildcards):
     return []
 
 
+def _source_flags(opts, flags):
+    """(flag, value) pairs of the options this source has (its schema section says which)."""
+    return [(flag, opts[key]) for key, flag in flags.items() if key in opts]
+
+
 def ingest_options(source):
     opts = source_config(source)
-    cleaning = config["structures"].get("cleaning", {})
-    density = cleaning.get("density_range", [0.1, 25.0])
-    path = opts.get("path")
+    cleaning = config["structures"]["cleaning"]
+    density = cleaning["density_range"]
+    path = opts["path"] if "path" in opts else None  # cif_dir only: the others have no path option
     if source in DOWNLOADING_SOURCES:
         path = str(RESULTS / f"structures/{source}/cache")
     return _flags(
         [
             ("--n-shards", opts["n_shards"]),
-            ("--seed", config.get("seed", 0)),
-            ("--max-structures", opts.get("max_structures")),
-            ("--dataset", opts.get("dataset")),
+            ("--seed", config["seed"]),
+            *_source_flags(opts, {"max_structures": "--max-structures", "dataset": "--dataset"}),
             ("--path", path),
-            ("--symprec", config["structures"].get("symprec", 0.01)),
-            ("--angle-tolerance", config["structures"].get("angle_tolerance", 5.0)),
-            ("--max-atoms", cleaning.get("max_atoms", 1000)),
-            ("--min-distance", cleaning.get("min_distance", 0.5)),
+            ("--symprec", config["structures"]["symprec"]),
+            ("--angle-tolerance", config["structures"]["angle_tolerance"]),
+            ("--max-atoms", cleaning["max_atoms"]),
+            ("--min-distance", cleaning["min_distance"]),
             ("--density-min", density[0]),
             ("--density-max", density[1]),
         ]
@@ -81,16 +87,10 @@ def ingest_options(source):
 
 def fetch_options(source):
     opts = source_config(source)
-    return _flags(
-        [
-            ("--base-url", opts.get("base_url")),
-            ("--elements", opts.get("elements")),
-            ("--exclude-elements", opts.get("exclude_elements")),
-            ("--max-atoms", opts.get("max_atoms")),
-            ("--max-results", opts.get("max_results")),
-            ("--include-organic", not opts.get("inorganic_only", True)),
-        ]
-    )
+    flags = {"base_url": "--base-url", "elements": "--elements", "exclude_elements": "--exclude-elements",
+             "max_atoms": "--max-atoms", "max_results": "--max-results"}
+    organic = [("--include-organic", not opts["inorganic_only"])] if "inorganic_only" in opts else []
+    return _flags(_source_flags(opts, flags) + organic)
 
 
 # --- SpgNet / SpgVolNet ---------------------------------------------------------
@@ -124,6 +124,15 @@ def member_files(name, models=None, ranges=None):
 
 def xrd_models():
     return sorted({m["model"] for m in XRD["members"]})
+
+
+# File names of the per-model XRD reports, written once: the rules expand them and pass the template.
+XRD_CONFUSION = str(XRD_OUT / "figures/confusion_{model}_{label}")  # + .csv / .png
+XRD_TOPK = str(XRD_OUT / "tables/topk_{model}.csv")
+
+
+def xrd_confusion_file(model, label, suffix):
+    return XRD_CONFUSION.format(model=model, label=label) + suffix
 
 
 # --- spacegroupMining (PDF) -------------------------------------------------------
@@ -178,7 +187,7 @@ def xanes_feff_files(kind="spectra"):
 def xanes_train_json():
     import json
 
-    return json.dumps(dict(XANES["train"], seed=config.get("seed", 0)), separators=(",", ":"))
+    return json.dumps(dict(XANES["train"], seed=config["seed"]), separators=(",", ":"))
 
 
 # --- MOF identification (paper 001) ------------------------------------------------
@@ -203,7 +212,7 @@ def mof_measured_test_inputs():
     """The measured-test CSV and the pattern files it lists (relative to the CSV's folder)."""
     import csv
 
-    listed = MOF.get("measured_test")
+    listed = MOF["measured_test"]
     if not listed:
         return []
     path = Path(listed)
@@ -219,16 +228,16 @@ def mof_measured_test_inputs():
 
 
 def mof_measured_inputs():
-    noise = [MOF["measured_noise_dir"]] if MOF.get("measured_noise_dir") else []
+    noise = [MOF["measured_noise_dir"]] if MOF["measured_noise_dir"] else []
     return noise + mof_measured_test_inputs()
 
 
 def mof_run_options():
     return _flags(
         [
-            ("--measured-noise", MOF.get("measured_noise_dir")),
-            ("--measured-test", MOF.get("measured_test")),
-            ("--seed", config.get("seed", 0)),
+            ("--measured-noise", MOF["measured_noise_dir"]),
+            ("--measured-test", MOF["measured_test"]),
+            ("--seed", config["seed"]),
         ]
     )
 
@@ -248,7 +257,7 @@ THESIS_OUT = RESULTS / "thesis"
 
 def composition_source_json(source):
     """Options of one composition source for `xtalspec compositions fetch` (janaf takes none)."""
-    options = THESIS["compositions"].get(source) or {}
+    options = THESIS["compositions"][source]
     return json.dumps(options, separators=(",", ":"))
 
 

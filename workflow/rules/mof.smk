@@ -15,7 +15,7 @@ rule mof_patterns:
         options=lambda wc: _flags(
             [
                 ("--max-mofs", max(MOF["library_sizes"])),
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
                 ("--fwhm", MOF["pattern"]["fwhm"]),
                 ("--measured-test", MOF["measured_test"]),
             ]
@@ -27,8 +27,8 @@ rule mof_patterns:
     conda:
         ENV
     shell:
-        "xtalspec mof patterns --structures {input.shards} --out {output.library} --rejects {output.rejects} "
-        "{params.options} > {log} 2>&1"
+        "xtalspec mof patterns --structures {input.shards:q} --out {output.library:q} --rejects {output.rejects:q} "
+        "{params.options} > {log:q} 2>&1"
 
 
 rule mof_train:
@@ -56,9 +56,10 @@ rule mof_train:
     conda:
         ENV
     shell:
-        "xtalspec mof train --library {input.library} --size {wildcards.size} --threads {threads} "
+        "xtalspec mof train --library {input.library:q} --size {wildcards.size} --threads {threads} "
         "--config '{params.config}' "
-        "{params.options} --out-dir $(dirname {output.model}) > {log} 2>&1"
+        "{params.options} --model {output.model:q} --predictions {output.predictions:q} "
+        "--history {output.history:q} --test-patterns {output.test:q} > {log:q} 2>&1"
 
 
 rule mof_baselines:
@@ -81,9 +82,9 @@ rule mof_baselines:
     conda:
         ENV
     shell:
-        "xtalspec mof baselines --library {input.library} --size {wildcards.size} --threads {threads} "
+        "xtalspec mof baselines --library {input.library:q} --size {wildcards.size} --threads {threads} "
         "--config '{params.config}' "
-        "{params.options} --out {output} > {log} 2>&1"
+        "{params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule mof_report:
@@ -114,7 +115,7 @@ rule mof_report:
             [
                 ("--nca-mofs", MOF["report"]["nca_mofs"]),
                 ("--cam-mofs", MOF["report"]["cam_mofs"]),
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
             ]
         ),
     log:
@@ -124,8 +125,11 @@ rule mof_report:
     conda:
         ENV
     shell:
-        "xtalspec mof report --cnn {input.cnn} --baselines {input.baselines} --model {input.model} "
-        "--test-patterns {input.test} {params.options} --out-dir $(dirname {output.summary}) > {log} 2>&1"
+        "xtalspec mof report --cnn {input.cnn:q} --baselines {input.baselines:q} --model {input.model:q} "
+        "--test-patterns {input.test:q} {params.options} --topk-md {output.topk_md:q} --topk-csv {output.topk_csv:q} "
+        "--topk-png {output.topk_png:q} --size-md {output.size_md:q} --size-csv {output.size_csv:q} "
+        "--size-png {output.size_png:q} --nca-png {output.nca_png:q} --nca-csv {output.nca_csv:q} "
+        "--cam-png {output.cam_png:q} --cam-csv {output.cam_csv:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule mof_topk:

@@ -11,7 +11,7 @@ rule pdf_profiles:
     wildcard_constraints:
         kind="standard|randomised",
     params:
-        randomise=lambda wc: f"--randomise-seed {config.get('seed', 0)}" if wc.kind == "randomised" else "",
+        randomise=lambda wc: f"--randomise-seed {config['seed']}" if wc.kind == "randomised" else "",
     log:
         LOGS / "pdf/profiles/{kind}-{source}-{shard}.log",
     benchmark:
@@ -19,8 +19,8 @@ rule pdf_profiles:
     conda:
         ENV
     shell:
-        "xtalspec pdf profiles --structures {input} --out {output.pdfs} --rejects {output.rejects} "
-        "{params.randomise} > {log} 2>&1"
+        "xtalspec pdf profiles --structures {input:q} --out {output.pdfs:q} --rejects {output.rejects:q} "
+        "{params.randomise} > {log:q} 2>&1"
 
 
 rule pdf_dataset_standard:
@@ -32,7 +32,7 @@ rule pdf_dataset_standard:
     params:
         options=lambda wc: _flags(
             [
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
                 ("--test-fraction", PDF["test_fraction"]),
                 ("--min-per-group", PDF["min_per_group"]),
             ]
@@ -44,7 +44,7 @@ rule pdf_dataset_standard:
     conda:
         ENV
     shell:
-        "xtalspec pdf dataset --pdfs {input} --out {output} {params.options} > {log} 2>&1"
+        "xtalspec pdf dataset --pdfs {input:q} --out {output:q} {params.options} > {log:q} 2>&1"
 
 
 rule pdf_dataset_randomised:
@@ -61,7 +61,7 @@ rule pdf_dataset_randomised:
     conda:
         ENV
     shell:
-        "xtalspec pdf dataset --pdfs {input.pdfs} --like {input.like} --out {output} > {log} 2>&1"
+        "xtalspec pdf dataset --pdfs {input.pdfs:q} --like {input.like:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pdf_train:
@@ -95,8 +95,8 @@ rule pdf_train:
     conda:
         ENV
     shell:
-        "xtalspec pdf train --dataset {input} --threads {threads} {params.train} "
-        "--out $(dirname {output.model}) > {log} 2>&1"
+        "xtalspec pdf train --dataset {input:q} --threads {threads} {params.train} "
+        "--out \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
 
 rule pdf_topk_report:
@@ -113,7 +113,7 @@ rule pdf_topk_report:
     conda:
         ENV
     shell:
-        "xtalspec pdf topk --predictions {input} --out-dir $(dirname {output.md}) > {log} 2>&1"
+        "xtalspec pdf topk --predictions {input:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule pdf_sweep:
@@ -141,7 +141,7 @@ rule pdf_sweep:
             [
                 ("--fraction", PDF["sweep_fraction"]),
                 ("--n-bootstrap", PDF["n_bootstrap"]),
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
             ]
         ),
     log:
@@ -151,8 +151,8 @@ rule pdf_sweep:
     conda:
         ENV
     shell:
-        "xtalspec pdf sweep {wildcards.parameter} --dataset {input.dataset} --models {input.models} "
-        "{params.options} --out-dir $(dirname {output.md}) --figures $(dirname {output.figure}) > {log} 2>&1"
+        "xtalspec pdf sweep {wildcards.parameter} --dataset {input.dataset:q} --models {input.models:q} "
+        "{params.options} --csv {output.csv:q} --md {output.md:q} --figure {output.figure:q} > {log:q} 2>&1"
 
 
 rule pdf_table2:

@@ -16,7 +16,7 @@ rule fetch_structures:
     conda:
         ENV
     shell:
-        "xtalspec fetch --source {wildcards.source} --cache $(dirname {output}) {params.options} > {log} 2>&1"
+        "xtalspec fetch --source {wildcards.source} --cache \"$(dirname {output:q})\" {params.options} > {log:q} 2>&1"
 
 
 rule ingest_shard:
@@ -37,8 +37,8 @@ rule ingest_shard:
     conda:
         ENV
     shell:
-        "xtalspec ingest --source {wildcards.source} --out $(dirname {output.shard}) --shard {wildcards.shard} "
-        "{params.options} > {log} 2>&1"
+        "xtalspec ingest --source {wildcards.source} --out \"$(dirname {output.shard:q})\" --shard {wildcards.shard} "
+        "{params.options} > {log:q} 2>&1"
 
 
 rule structures_summary:
@@ -62,8 +62,8 @@ rule structures_summary:
     conda:
         ENV
     shell:
-        "xtalspec summarize --shards {input.shards} --rejects {input.rejects} "
-        "--out $(dirname {output.json}) > {log} 2>&1"
+        "xtalspec summarize --shards {input.shards:q} --rejects {input.rejects:q} "
+        "--out \"$(dirname {output.json:q})\" > {log:q} 2>&1"
 
 
 rule structures:

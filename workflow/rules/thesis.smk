@@ -30,7 +30,7 @@ rule compositions_fetch:
         ENV
     shell:
         "xtalspec compositions fetch --source {wildcards.csource} --options '{params.options}' "
-        "--cache {params.cache} --out {output.records} --rejects {output.rejects} > {log} 2>&1"
+        "--cache {params.cache:q} --out {output.records:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule compositions_dataset:
@@ -42,7 +42,7 @@ rule compositions_dataset:
         rejects=THESIS_OUT / "compositions/{csource}/dataset_rejects.parquet",
     params:
         options=lambda wc: _flags(
-            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--seed", config.get("seed", 0))]
+            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--seed", config["seed"])]
         ),
     log:
         LOGS / "thesis/dataset-{csource}.log",
@@ -51,8 +51,8 @@ rule compositions_dataset:
     conda:
         ENV
     shell:
-        "xtalspec compositions dataset --records {input} --out {output.dataset} --rejects {output.rejects} "
-        "{params.options} > {log} 2>&1"
+        "xtalspec compositions dataset --records {input:q} --out {output.dataset:q} --rejects {output.rejects:q} "
+        "{params.options} > {log:q} 2>&1"
 
 
 rule compositions_cv:
@@ -73,8 +73,8 @@ rule compositions_cv:
     conda:
         ENV
     shell:
-        "xtalspec compositions cv --dataset {input} --model {wildcards.cmodel} --config '{params.config}' "
-        "--threads {threads} --out {output} > {log} 2>&1"
+        "xtalspec compositions cv --dataset {input:q} --model {wildcards.cmodel} --config '{params.config}' "
+        "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule compositions_learning_curve:
@@ -98,8 +98,8 @@ rule compositions_learning_curve:
     conda:
         ENV
     shell:
-        "xtalspec compositions learning-curve --dataset {input} --model {wildcards.cmodel} "
-        "--config '{params.config}' --threads {threads} {params.options} --out {output} > {log} 2>&1"
+        "xtalspec compositions learning-curve --dataset {input:q} --model {wildcards.cmodel} "
+        "--config '{params.config}' --threads {threads} {params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule compositions_pretrain:
@@ -120,8 +120,8 @@ rule compositions_pretrain:
     conda:
         ENV
     shell:
-        "xtalspec compositions pretrain --dataset {input} --model {wildcards.cmodel} --config '{params.config}' "
-        "--threads {threads} --out {output} > {log} 2>&1"
+        "xtalspec compositions pretrain --dataset {input:q} --model {wildcards.cmodel} --config '{params.config}' "
+        "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule compositions_transfer:
@@ -136,7 +136,7 @@ rule compositions_transfer:
     params:
         config=lambda wc: json.dumps(COMP["train"], separators=(",", ":")),
         options=lambda wc: _flags(
-            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--split-seed", config.get("seed", 0))]
+            [("--n-folds", COMP["n_folds"]), ("--n-sigma", COMP["n_sigma"]), ("--split-seed", config["seed"])]
         ),
     threads: COMP["train"]["threads"]
     resources:
@@ -148,9 +148,9 @@ rule compositions_transfer:
     conda:
         ENV
     shell:
-        "xtalspec compositions transfer --pretrained {input.pretrained} --records {input.records} "
-        "--config '{params.config}' --threads {threads} {params.options} --out {output.predictions} "
-        "--rejects {output.rejects} > {log} 2>&1"
+        "xtalspec compositions transfer --pretrained {input.pretrained:q} --records {input.records:q} "
+        "--config '{params.config}' --threads {threads} {params.options} --out {output.predictions:q} "
+        "--rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule padnet_train:
@@ -162,7 +162,7 @@ rule padnet_train:
         history=THESIS_OUT / "padnet/models/{pmodel}/history.csv",
     params:
         config=lambda wc: json.dumps(PAD, separators=(",", ":")),
-        seed=lambda wc: config.get("seed", 0) + 1,
+        seed=lambda wc: config["seed"] + 1,
     threads: PAD["train"]["threads"]
     resources:
         gpu=PAD["train"]["gpus_per_job"],
@@ -173,8 +173,8 @@ rule padnet_train:
     conda:
         ENV
     shell:
-        "xtalspec padnet train --dataset {input} --model {wildcards.pmodel} --config '{params.config}' "
-        "--seed {params.seed} --threads {threads} --out-dir $(dirname {output.model}) > {log} 2>&1"
+        "xtalspec padnet train --dataset {input:q} --model {wildcards.pmodel} --config '{params.config}' "
+        "--seed {params.seed} --threads {threads} --out-dir \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
 
 rule padnet_evaluate:
@@ -186,7 +186,7 @@ rule padnet_evaluate:
         THESIS_OUT / "padnet/predictions.parquet",
     params:
         config=lambda wc: json.dumps(PAD, separators=(",", ":")),
-        seed=lambda wc: config.get("seed", 0) + 1,
+        seed=lambda wc: config["seed"] + 1,
     log:
         LOGS / "thesis/padnet-evaluate.log",
     benchmark:
@@ -194,8 +194,8 @@ rule padnet_evaluate:
     conda:
         ENV
     shell:
-        "xtalspec padnet evaluate --dataset {input.dataset} --models {input.models} --config '{params.config}' "
-        "--seed {params.seed} --out {output} > {log} 2>&1"
+        "xtalspec padnet evaluate --dataset {input.dataset:q} --models {input.models:q} --config '{params.config}' "
+        "--seed {params.seed} --out {output:q} > {log:q} 2>&1"
 
 
 rule thesis_report:
@@ -238,7 +238,7 @@ rule thesis_report:
     conda:
         ENV
     shell:
-        "xtalspec thesis report {params.options} --out-dir {params.out_dir} > {log} 2>&1"
+        "xtalspec thesis report {params.options} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule thesis_cv_table:

@@ -18,7 +18,7 @@ rule xanes_sites:
                 ("--max-structures", XANES["max_structures"]),
                 ("--max-elements", XANES["max_elements"]),
                 ("--max-atoms", XANES["max_atoms"]),
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
             ]
         ),
     log:
@@ -28,8 +28,8 @@ rule xanes_sites:
     conda:
         ENV
     shell:
-        "xtalspec xanes sites --structures {input} --element {wildcards.element} --out {output.sites} "
-        "--rejects {output.rejects} {params.options} > {log} 2>&1"
+        "xtalspec xanes sites --structures {input:q} --element {wildcards.element} --out {output.sites:q} "
+        "--rejects {output.rejects:q} {params.options} > {log:q} 2>&1"
 
 
 rule xanes_feff:
@@ -52,9 +52,9 @@ rule xanes_feff:
     conda:
         ENV
     shell:
-        "xtalspec xanes feff --sites {input} --shard $((10#{wildcards.shard})) --n-shards {params.n_shards} "
-        "--preset {params.preset} --timeout {params.timeout} --workroot {params.workroot} {params.keep} "
-        "--out {output.spectra} --rejects {output.rejects} > {log} 2>&1"
+        "xtalspec xanes feff --sites {input:q} --shard $((10#{wildcards.shard})) --n-shards {params.n_shards} "
+        "--preset {params.preset} --timeout {params.timeout} --workroot {params.workroot:q} {params.keep} "
+        "--out {output.spectra:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule xanes_dataset:
@@ -81,8 +81,8 @@ rule xanes_dataset:
     conda:
         ENV
     shell:
-        "xtalspec xanes dataset --spectra {input.spectra} --feff-rejects {input.rejects} {params.options} "
-        "--out {output.dataset} --rejects {output.rejects} > {log} 2>&1"
+        "xtalspec xanes dataset --spectra {input.spectra:q} --feff-rejects {input.rejects:q} {params.options} "
+        "--out {output.dataset:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule xanes_train:
@@ -105,8 +105,8 @@ rule xanes_train:
     conda:
         ENV
     shell:
-        "xtalspec xanes train --dataset {input} --element {wildcards.element} --model {wildcards.model} "
-        "--config '{params.config}' --out {output} > {log} 2>&1"
+        "xtalspec xanes train --dataset {input:q} --element {wildcards.element} --model {wildcards.model} "
+        "--config '{params.config}' --out {output:q} > {log:q} 2>&1"
 
 
 rule xanes_bundle:
@@ -127,8 +127,8 @@ rule xanes_bundle:
     conda:
         ENV
     shell:
-        "xtalspec xanes bundle --dataset {input} --element {wildcards.element} --config '{params.config}' "
-        "--out-dir $(dirname {output}) > {log} 2>&1"
+        "xtalspec xanes bundle --dataset {input:q} --element {wildcards.element} --config '{params.config}' "
+        "--out-dir \"$(dirname {output:q})\" > {log:q} 2>&1"
 
 
 rule xanes_report:
@@ -157,9 +157,9 @@ rule xanes_report:
     conda:
         ENV
     shell:
-        "xtalspec xanes report --dataset {input.dataset} --predictions {input.predictions} "
-        "--tables $(dirname {output.table1}) --figures $(dirname {output.figure3}) "
-        "--config '{params.config}' > {log} 2>&1"
+        "xtalspec xanes report --dataset {input.dataset:q} --predictions {input.predictions:q} "
+        "--tables \"$(dirname {output.table1:q})\" --figures \"$(dirname {output.figure3:q})\" "
+        "--config '{params.config}' > {log:q} 2>&1"
 
 
 rule xanes_table1:

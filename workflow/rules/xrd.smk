@@ -14,7 +14,7 @@ rule xrd_profiles:
     conda:
         ENV
     shell:
-        "xtalspec xrd profiles --structures {input} --out {output.profiles} --rejects {output.rejects} > {log} 2>&1"
+        "xtalspec xrd profiles --structures {input:q} --out {output.profiles:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule xrd_dataset:
@@ -31,13 +31,13 @@ rule xrd_dataset:
         options=lambda wc: _flags(
             [
                 ("--min-per-group", XRD["min_per_group"]),
-                ("--max-groups", XRD.get("max_groups")),
+                ("--max-groups", XRD["max_groups"]),
                 ("--n-folds", XRD["n_folds"]),
                 ("--per-fold", XRD["per_fold"]),
-                ("--seed", config.get("seed", 0)),
+                ("--seed", config["seed"]),
                 ("--leakage-bins", XRD["leakage_bins"]),
                 ("--peak-threshold", XRD["peak_threshold"]),
-                ("--max-train-per-group", XRD.get("max_train_per_group")),
+                ("--max-train-per-group", XRD["max_train_per_group"]),
             ]
         ),
     log:
@@ -47,11 +47,12 @@ rule xrd_dataset:
     conda:
         ENV
     shell:
-        "xtalspec xrd dataset --profiles {input} --out {output.dataset} --tables $(dirname {output.table2}) "
-        "{params.options} > {log} 2>&1"
+        "xtalspec xrd dataset --profiles {input:q} --out {output.dataset:q} --table2 {output.table2:q} "
+        "--table2-csv {output.table2_csv:q} --sets {output.sets:q} --folds {output.folds:q} "
+        "{params.options} > {log:q} 2>&1"
 
 
-if XRD["train"].get("together", False):
+if XRD["train"]["together"]:
 
     rule xrd_train_together:
         """All seeds of one model × range × validation fold, trained together in one process as one
@@ -91,9 +92,9 @@ if XRD["train"].get("together", False):
         conda:
             ENV
         shell:
-            "xtalspec xrd train-ensemble --dataset {input} --model {wildcards.model} --range {wildcards.range} "
+            "xtalspec xrd train-ensemble --dataset {input:q} --model {wildcards.model} --range {wildcards.range} "
             "--fold {wildcards.fold} --seeds {params.seeds} --threads {threads} {params.train} "
-            "--out {params.out} > {log} 2>&1"
+            "--out {params.out:q} > {log:q} 2>&1"
 
 else:
 
@@ -129,9 +130,9 @@ else:
         conda:
             ENV
         shell:
-            "xtalspec xrd train --dataset {input} --model {wildcards.model} --range {wildcards.range} "
+            "xtalspec xrd train --dataset {input:q} --model {wildcards.model} --range {wildcards.range} "
             "--fold {wildcards.fold} --seed {wildcards.seed} --threads {threads} {params.train} "
-            "--out $(dirname {output.model}) > {log} 2>&1"
+            "--out \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
 
 rule xrd_table3_report:
@@ -150,8 +151,8 @@ rule xrd_table3_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report table3 --predictions {input} --range {params.range} "
-        "--out-dir $(dirname {output.csv}) > {log} 2>&1"
+        "xtalspec xrd report table3 --predictions {input:q} --range {params.range} "
+        "--csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule xrd_ranges_report:
@@ -168,7 +169,7 @@ rule xrd_ranges_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report ranges --predictions {input} --out-dir $(dirname {output.csv}) > {log} 2>&1"
+        "xtalspec xrd report ranges --predictions {input:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule xrd_confusion_report:
@@ -178,20 +179,20 @@ rule xrd_confusion_report:
     output:
         figures=[
             report(
-                XRD_OUT / f"figures/confusion_{m}_ensemble.png",
+                xrd_confusion_file(m, "ensemble", ".png"),
                 caption="../report/xrd_confusion.rst",
                 category="SpgNet",
             )
             for m in xrd_models()
         ],
         members=[
-            XRD_OUT / f"figures/confusion_{m}_{label}.csv"
+            xrd_confusion_file(m, label, ".csv")
             for m in xrd_models()
             for label in ROMAN[: len(XRD["seeds"])] + ["ensemble"]
         ],
         member_figures=[
             report(
-                XRD_OUT / f"figures/confusion_{m}_{label}.png",
+                xrd_confusion_file(m, label, ".png"),
                 caption="../report/xrd_confusion_members.rst",
                 category="SpgNet",
                 subcategory="Confusion matrices of the members",
@@ -201,7 +202,7 @@ rule xrd_confusion_report:
         ],
     params:
         range=XRD["table3_range"],
-        out_dir=XRD_OUT / "figures",
+        template=lambda wc: XRD_CONFUSION,
     log:
         LOGS / "xrd/confusion.log",
     benchmark:
@@ -209,8 +210,8 @@ rule xrd_confusion_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report confusion --predictions {input} --range {params.range} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "xtalspec xrd report confusion --predictions {input:q} --range {params.range} "
+        "--template {params.template:q} > {log:q} 2>&1"
 
 
 rule xrd_volume_report:
@@ -228,7 +229,8 @@ rule xrd_volume_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report volume --predictions {input} --out-dir $(dirname {output.figure}) > {log} 2>&1"
+        "xtalspec xrd report volume --predictions {input:q} --figure {output.figure:q} --summary {output.summary:q} "
+        "--errors {output.errors:q} > {log:q} 2>&1"
 
 
 rule xrd_topk_report:
@@ -237,12 +239,12 @@ rule xrd_topk_report:
         member_files("predictions.parquet", ranges=[XRD["table3_range"]]),
     output:
         tables=[
-            report(XRD_OUT / f"tables/topk_{m}.csv", caption="../report/xrd_topk.rst", category="SpgNet")
+            report(XRD_TOPK.format(model=m), caption="../report/xrd_topk.rst", category="SpgNet")
             for m in xrd_models()
         ],
     params:
         range=XRD["table3_range"],
-        out_dir=XRD_OUT / "tables",
+        template=lambda wc: XRD_TOPK,
     log:
         LOGS / "xrd/topk.log",
     benchmark:
@@ -250,8 +252,8 @@ rule xrd_topk_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report topk --predictions {input} --range {params.range} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "xtalspec xrd report topk --predictions {input:q} --range {params.range} "
+        "--template {params.template:q} > {log:q} 2>&1"
 
 
 rule xrd_curves_report:
@@ -267,7 +269,7 @@ rule xrd_curves_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report curves --predictions {input} --out-dir $(dirname {output}) > {log} 2>&1"
+        "xtalspec xrd report curves --predictions {input:q} --figure {output:q} > {log:q} 2>&1"
 
 
 rule xrd_table3:

@@ -26,7 +26,7 @@ records its error and the run goes on):
 Ratios (ours against a reference, together against sequential, a model against SpgNet) are the
 numbers to compare between machines; absolute times are shown beside them. numpy/BLAS and torch
 run with ``--threads`` threads (default 1). :mod:`xtalspec.bench.runner` runs the sections and
-holds the command (:func:`register`, :func:`cmd_bench`, :func:`run_benchmarks`);
+holds :func:`run_benchmarks` (the command's arguments are parsed in :mod:`xtalspec.cli.bench`);
 :mod:`xtalspec.bench.report` writes ``<out-dir>/benchmarks.json`` and ``<out-dir>/benchmarks.md``.
 
     xtalspec bench [--quick] [--feff] [--skip SECTION ...]     # or: python -m xtalspec.bench ...
@@ -43,7 +43,7 @@ import importlib
 #: public name -> module of this package that defines it
 _EXPORTS = {
     "SECTIONS": "runner", "TITLES": "runner", "SIZES": "runner", "run_benchmarks": "runner",
-    "cmd_bench": "runner", "register": "runner", "main": "runner",
+    "main": "runner",
     "markdown": "report", "write_report": "report",
     "NotAvailable": "common", "machine_info": "common",
     "section_xrd": "xrd", "section_powder": "powder", "section_pdf": "pdf",

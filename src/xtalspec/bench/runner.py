@@ -2,7 +2,7 @@
 
 :func:`run_benchmarks` (``xtalspec bench``, ``python -m xtalspec.bench``) runs every section not
 skipped, in one process, and writes ``<out-dir>/benchmarks.json`` and ``<out-dir>/benchmarks.md``
-(atomic renames); :func:`register` adds the ``bench`` command to a parser, :func:`cmd_bench` runs it.
+(atomic renames); :func:`main` runs ``python -m xtalspec.bench`` through the command of :mod:`xtalspec.cli.bench`.
 
 Each section runs inside ``--threads`` numpy/BLAS and torch threads (default 1) and with warnings
 silenced; one that fails records its error and the run goes on; one whose input is missing is
@@ -121,40 +121,12 @@ def run_benchmarks(out_dir="results/benchmarks", quick: bool = False, feff: bool
     return record
 
 
-def cmd_bench(args) -> int:
-    record = run_benchmarks(out_dir=args.out_dir, quick=args.quick, feff=args.feff, repeats=args.repeats,
-                            threads=args.threads, skip=set(args.skip or ()), rules_dir=args.rules_dir,
-                            feff_site=args.feff_site, xrd_dataset=args.xrd_dataset)
-    failed = [n for n, e in record["sections"].items() if e["status"] == "error"]
-    out = Path(args.out_dir)
-    print(f"wrote {out / 'benchmarks.json'} and {out / 'benchmarks.md'} in {record['total_seconds']} s"
-          + (f"; failed sections: {', '.join(failed)}" if failed else ""))
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("bench", help="every speed benchmark in one run: spectra vs references, training "
-                                     "samples/s, ensemble, pipeline rule times",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--out-dir", default="results/benchmarks", help="benchmarks.json and benchmarks.md go here")
-    p.add_argument("--quick", action="store_true", help="small sizes (tests; numbers are noisy)")
-    p.add_argument("--feff", action="store_true", help="also FEFF fast vs reference on one site (minutes)")
-    p.add_argument("--feff-site", default=FEFF_SITE, help="site of xtalspec.bench.xanes.SITES")
-    p.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default 5; --quick 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch and numpy/BLAS threads")
-    p.add_argument("--skip", nargs="+", choices=SECTIONS, default=[], metavar="SECTION",
-                   help=f"sections to leave out: {' '.join(SECTIONS)}")
-    p.add_argument("--xrd-dataset", default="results/xrd/dataset/dataset.parquet",
-                   help="the pipeline's XRD data set, for the ensemble_jobs section (not available without it)")
-    p.add_argument("--rules-dir", default=None,
-                   help="Snakemake benchmark files of the pipeline (default <out-dir>/rules)")
-    p.set_defaults(func=cmd_bench)
-
-
 def main(argv=None) -> int:
     import argparse
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..cli.bench import cmd_bench, register
+
     parser = argparse.ArgumentParser(prog="python -m xtalspec.bench")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -1,6 +1,7 @@
 """SpgNet/SpgVolNet outputs from saved validation predictions (no model is run here):
 Table 3, the outlier-range table (SXI), confusion matrices, the volume-error analysis and
-top-k prediction tables (Tables SI–SIX format)."""
+top-k prediction tables (Tables SI–SIX format) — :func:`write_report` writes one of them — and
+the data-set tables (Table 2, the sets, the validation folds: :func:`write_dataset_tables`)."""
 
 from __future__ import annotations
 
@@ -254,3 +255,86 @@ def plot_training_curves(history_paths: list[str | Path], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- files of the commands
+
+#: default names of the data-set tables (``xtalspec xrd dataset --tables DIR``)
+DATASET_FILES = {"table2": "table2.md", "table2_csv": "table2.csv", "sets": "sets.md", "folds": "validation_folds.csv"}
+
+#: default names of each report's files under ``xtalspec xrd report WHAT --out-dir DIR``; a
+#: ``template`` is formatted with ``model`` (and ``label``: a member's roman numeral or ``ensemble``)
+REPORT_FILES = {
+    "table3": {"csv": "table3.csv", "md": "table3.md"},
+    "ranges": {"csv": "table_sxi.csv", "md": "table_sxi.md"},
+    "confusion": {"template": "confusion_{model}_{label}"},
+    "volume": {"figure": "volume_error.png", "summary": "volume_summary.json", "errors": "volume_errors.csv"},
+    "topk": {"template": "topk_{model}.csv"},
+    "curves": {"figure": "training_curves.png"},
+}
+
+
+def write_dataset_tables(description: dict, settings: dict, paths: dict) -> str:
+    """Table 2 (Markdown and CSV), what each set holds and the validation-fold report of a data set
+    built by :func:`xtalspec.datasets.spgnet.build_dataset` (``settings``: its min_per_group,
+    n_folds, per_fold, leakage_bins, peak_threshold, max_train_per_group). Returns Table 2's text."""
+    sizes = description["range_sizes"]
+    table2 = "\n".join(["# Table 2: data-set sizes after excluding outliers", "",
+                        f"{len(description['spacegroups'])} space groups with ≥ {settings['min_per_group']} members "
+                        f"(paper: 57 groups, 62,830 structures in D(∞)).", "",
+                        "| data set | entries |", "|---|---:|"]
+                       + [f"| {RANGE_LABELS[k]} | {v} |" for k, v in sizes.items()]) + "\n"
+    atomic_write_text(paths["table2"], table2)
+    atomic_write_text(paths["table2_csv"], "range,label,entries\n" + "".join(
+        f"{k},{RANGE_LABELS[k]},{v}\n" for k, v in sizes.items()))
+    report = pd.DataFrame(description["fold_report"])
+    atomic_write_text(paths["folds"], report.to_csv(index=False))
+    cap = settings.get("max_train_per_group")
+    sets = ["# What each set holds", "",
+            f"- classes: {len(description['spacegroups'])} space groups: {description['spacegroups']}",
+            f"- U = ln(V/n_atoms): mean {description['u_mean']:.4f}, sd {description['u_std']:.4f} (volume target = z-score)",
+            f"- validation: {settings['n_folds']} disjoint folds from D(σU+η), {settings['per_fold']} per space group each "
+            f"(sizes {description['fold_sizes']}); leakage guard ±{settings['leakage_bins']} bins on peaks ≥ "
+            f"{settings['peak_threshold']}",
+            f"- candidates excluded by the leakage guard: {int(report['excluded_by_leakage_guard'].sum())}",
+            f"- groups with incomplete folds: {int((~report['complete']).sum())}",
+            "- training set (range r, fold i) = D(r) minus validation fold i"
+            + (f", at most {cap} non-validation items per group" if cap else ""),
+            ""]
+    atomic_write_text(paths["sets"], "\n".join(sets))
+    return table2
+
+
+def write_report(what: str, predictions: list, range_name: str, paths: dict) -> None:
+    """One report of ``xtalspec xrd report`` (``what`` a key of :data:`REPORT_FILES`) from the
+    members' ``predictions`` (for ``curves``: their history.csv) into ``paths`` (that key's files)."""
+    members = [] if what == "curves" else load_predictions(predictions)
+    if what == "table3":
+        write_table(table3(members, range_name), paths["csv"], paths["md"],
+                    f"Table 3: SpgNet / SpgVolNet, specific vs ensemble mean ({range_name})", PAPER_NOTE)
+    elif what == "ranges":
+        write_table(range_table(members), paths["csv"], paths["md"],
+                    "Table SXI: SpgNet by training range (validation on D(σU+η))")
+    elif what == "confusion":
+        template = str(paths["template"])
+        for model in sorted({m["meta"]["model"] for m in members}):
+            matrices = confusion_matrices(members, model, range_name)
+            labels = members[0]["meta"]["spacegroups"]
+            for name, matrix in matrices.items():
+                stem = Path(template.format(model=model, label=name))
+                atomic_write_text(stem.with_suffix(".csv"), pd.DataFrame(matrix, index=labels, columns=labels).to_csv())
+                plot_confusion(matrix, labels, f"{MODEL_LABELS[model]} {name}", stem.with_suffix(".png"))
+    elif what == "volume":
+        errors = volume_errors(members)
+        summary = volume_summary(errors)
+        atomic_write_text(paths["errors"], errors.to_csv(index=False))
+        atomic_write_text(paths["summary"], json.dumps(summary, indent=2))
+        plot_volume(errors, summary, paths["figure"])
+    elif what == "curves":
+        plot_training_curves(predictions, paths["figure"])
+    elif what == "topk":
+        for model in sorted({m["meta"]["model"] for m in members}):
+            table = top_k_table(members, model, range_name)
+            atomic_write_text(Path(str(paths["template"]).format(model=model)), table.to_csv(index=False))
+    else:
+        raise ValueError(f"unknown xrd report {what!r}")

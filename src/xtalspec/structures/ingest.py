@@ -27,7 +27,7 @@ from .cleaning import CleaningSettings, ParsedCIF, Reject, parse_and_check
 from .guarded_parse import DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_S, GuardedParser
 from .records import REJECT_SCHEMA, SHARD_SCHEMA, log_or_nan, structure_to_json
 from .sources.base import RawEntry, Source
-from .symmetry import analyse_symmetry
+from .symmetry import ANGLE_TOLERANCE, SYMPREC, analyse_symmetry
 
 log = logging.getLogger("xtalspec.ingest")
 
@@ -185,8 +185,8 @@ def ingest_shard(
     shard: int,
     n_shards: int,
     settings: CleaningSettings,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    symprec: float = SYMPREC,
+    angle_tolerance: float = ANGLE_TOLERANCE,
     duplicates: Iterable[str] = (),
     force: bool = False,
     parse_timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -240,8 +240,8 @@ def ingest(
     max_structures: int | None = None,
     seed: int = 0,
     shards: Iterable[int] | None = None,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    symprec: float = SYMPREC,
+    angle_tolerance: float = ANGLE_TOLERANCE,
     parse_timeout_s: float = DEFAULT_TIMEOUT_S,
     parse_memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> list[dict]:

@@ -7,6 +7,10 @@ import dataclasses
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+#: spglib tolerances of the relabelling (the workflow's structures.symprec / angle_tolerance)
+SYMPREC = 0.01  # Å
+ANGLE_TOLERANCE = 5.0  # degrees
+
 
 @dataclasses.dataclass
 class SymmetryInfo:
@@ -15,7 +19,8 @@ class SymmetryInfo:
     primitive: Structure  # standard primitive cell (Setyawan & Curtarolo 2010)
 
 
-def analyse_symmetry(structure: Structure, symprec: float = 0.01, angle_tolerance: float = 5.0) -> SymmetryInfo:
+def analyse_symmetry(structure: Structure, symprec: float = SYMPREC,
+                     angle_tolerance: float = ANGLE_TOLERANCE) -> SymmetryInfo:
     """spglib space group of ``structure`` (disordered sites are distinct 'virtual atom'
     types, as pymatgen passes them to spglib) and its standard primitive cell.
     Raises ValueError when spglib finds no symmetry dataset."""

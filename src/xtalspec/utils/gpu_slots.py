@@ -1,8 +1,10 @@
 """One GPU per job on a multi-GPU workstation: a lock-file slot allocator.
 
 Snakemake counts ``--resources gpu=N`` but does not tell a job *which* GPU to use, so every
-training job would otherwise start on ``cuda:0``. A training command calls :func:`acquire`
-(through :func:`gpu_slot_for_command`, from ``xtalspec.cli.main``) before anything touches CUDA:
+training job would otherwise start on ``cuda:0``. A training command declares that it wants a GPU
+(:func:`wants_gpu` on its command function, with how to read its device from the parsed
+arguments); ``xtalspec.cli.main`` then calls :func:`acquire` (through :func:`gpu_slot_for_command`)
+before anything touches CUDA:
 
 * the slots are the GPUs of the machine: ``XTALSPEC_GPU_COUNT`` if set (tests simulate GPUs
   that way), else the devices listed in a pre-set ``CUDA_VISIBLE_DEVICES`` (SLURM sets it to
@@ -51,13 +53,6 @@ ENV_WAIT = "XTALSPEC_GPU_WAIT_S"
 ENV_POLL = "XTALSPEC_GPU_POLL_S"
 DEFAULT_WAIT_S = 600.0
 DEFAULT_POLL_S = 2.0
-
-# (command, subcommand) pairs that train torch models; `xtalspec.cli.main` claims a slot for them.
-TRAINING_COMMANDS = {
-    ("xrd", "train"), ("xrd", "train-ensemble"), ("pdf", "train"), ("xanes", "train"), ("xanes", "bundle"),
-    ("mof", "train"), ("compositions", "cv"), ("compositions", "learning-curve"), ("compositions", "pretrain"),
-    ("compositions", "transfer"), ("padnet", "train"),
-}
 
 _HELD: list["Slot"] = []  # slots of this process: their fds stay open until the process ends
 
@@ -249,41 +244,51 @@ def release() -> None:
             os.close(slot.fd)
 
 
-def _json_config(args) -> dict:
-    text = getattr(args, "config", None)
-    if not text:
-        return {}
-    try:
-        cfg = json.loads(text)
-    except ValueError:
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
+def wants_gpu(func=None, *, device_of=None):
+    """Decorator for a command function that trains a torch model: :func:`claim_for_command` (from
+    ``xtalspec.cli.main``) gives it a GPU slot before it runs. ``device_of(args) -> (device,
+    gpus_per_job)`` tells which device the parsed command asks for (``gpus_per_job`` None when not
+    given); without it, ``args.device`` or ``auto``. The allocator asks the command, not a list of
+    names::
+
+        @wants_gpu                       # device from --device (default auto)
+        def cmd_train(args): ...
+
+        @wants_gpu(device_of=read_it)    # e.g. from the command's --config JSON
+        def cmd_fit(args): ...
+    """
+    def mark(command):
+        command.wants_gpu = True
+        command.device_of = device_of or _flag_device
+        return command
+
+    return mark(func) if func is not None else mark
+
+
+def _flag_device(args) -> tuple[str, int | None]:
+    return str(getattr(args, "device", None) or "auto"), None
+
+
+def command_wants_gpu(args) -> bool:
+    """Whether the parsed command (its ``func``) declared :func:`wants_gpu`."""
+    return bool(getattr(getattr(args, "func", None), "wants_gpu", False))
 
 
 def requested_device(args) -> tuple[str, int | None]:
-    """(device, gpus_per_job) a parsed training command asks for: ``--device`` if the command has
-    one, else ``device`` / ``train.device`` of its ``--config`` JSON (default ``auto``);
-    ``gpus_per_job`` likewise from the JSON (None when not given). Random forests use no GPU."""
-    cfg = _json_config(args)
-    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
-    device = getattr(args, "device", None) or cfg.get("device") or train.get("device") or "auto"
-    gpus = cfg.get("gpus_per_job", train.get("gpus_per_job"))
-    if str(getattr(args, "model", "")).startswith("rf_"):
-        device, gpus = "cpu", 0
+    """(device, gpus_per_job) the parsed training command asks for, from its own ``device_of``;
+    ``("cpu", 0)`` for a command that wants no GPU."""
+    if not command_wants_gpu(args):
+        return "cpu", 0
+    device, gpus = args.func.device_of(args)
     return str(device), (int(gpus) if gpus is not None else None)
 
 
-def subcommand(args) -> tuple[str, str | None]:
-    command = getattr(args, "command", None)
-    return command, getattr(args, f"{command}_command", None)
-
-
 def claim_for_command(args) -> Slot | None:
-    """Called by ``xtalspec.cli.main`` before the command runs: a training command whose device is
-    ``auto`` or ``cuda`` takes a GPU slot. ``auto`` with ``gpus_per_job: 0`` in its config (the job
+    """Called by ``xtalspec.cli.main`` before the command runs: a command that declared
+    :func:`wants_gpu` and whose device is ``auto`` or ``cuda`` takes a GPU slot. ``auto`` with ``gpus_per_job: 0`` in its config (the job
     is not counted against Snakemake's gpu resource) hides the GPUs instead; ``auto`` without a
     free slot after the wait runs on the CPU; ``cuda`` without one fails."""
-    if subcommand(args) not in TRAINING_COMMANDS:
+    if not command_wants_gpu(args):
         return None
     device, gpus = requested_device(args)
     kind = device.split(":")[0]

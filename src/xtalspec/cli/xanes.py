@@ -1,30 +1,30 @@
-"""``xtalspec xanes …``: the XANES coordination classifier's pipeline commands (paper 004)."""
+"""``xtalspec xanes …`` and ``xtalspec predict-xanes``: the XANES coordination classifier (paper 004):
+sites, FEFF spectra and the resumable spectra cache, data set, training, reports, and the
+coordination (T4 / S5 / O6) of a measured K-edge XANES."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .spectra.xanes_labels import LABELS
-
-
-def _json_arg(text: str | None):
-    return json.loads(text) if text else None
+from ..spectra.xanes_labels import LABELS
+from ..utils.gpu_slots import wants_gpu
+from .main import config_device, json_arg
 
 
 def cmd_sites(args) -> int:
-    from .datasets.xanes_sites import write_sites
+    from ..datasets.xanes_sites import write_sites
 
     summary = write_sites(args.structures, args.element, args.out, args.rejects,
                           distance_factor=args.distance_factor, compare_factor=args.compare_factor,
-                          max_per_class=_json_arg(args.max_per_class), max_structures=args.max_structures,
+                          max_per_class=json_arg(args.max_per_class), max_structures=args.max_structures,
                           max_elements=args.max_elements, max_atoms=args.max_atoms, seed=args.seed)
     print(json.dumps(summary))
     return 0
 
 
 def cmd_feff(args) -> int:
-    from .datasets.xanes_spectra import write_feff_shard
+    from ..datasets.xanes_spectra import write_feff_shard
 
     result = write_feff_shard(args.sites, args.shard, args.n_shards, args.preset, args.workroot, args.out,
                               args.rejects, timeout_s=args.timeout, keep_bulky=args.keep_bulky)
@@ -33,7 +33,7 @@ def cmd_feff(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .datasets.xanes_cache import build_cache
+    from ..datasets.xanes_cache import build_cache
 
     quota = {c: (None if n is None or n < 0 else n) for c, n in zip(LABELS, args.quota)}
     summary = build_cache(args.structures, args.elements, args.cache, args.rejects, args.workroot,
@@ -45,8 +45,8 @@ def cmd_cache(args) -> int:
 
 
 def cmd_dataset(args) -> int:
-    from .datasets.xanes_spectra import build_xanes_dataset
-    from .utils.tables import write_frame
+    from ..datasets.xanes_spectra import build_xanes_dataset
+    from ..utils.tables import write_frame
 
     dataset, rejects, meta = build_xanes_dataset(args.spectra, args.feff_rejects, min_coverage=args.min_coverage,
                                                  dedup_tol=args.dedup_tol, pre_edge_offset=args.pre_edge_offset)
@@ -56,26 +56,28 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+@wants_gpu(device_of=config_device)
 def cmd_train(args) -> int:
-    from .training.xanes import train_element
-    from .utils.atomic import atomic_write_text
-    from .utils.tables import read_frame, write_frame
+    from ..training.xanes import train_element
+    from ..utils.atomic import atomic_write_text
+    from ..utils.tables import read_frame, write_frame
 
     dataset, meta = read_frame(args.dataset)
-    cfg = _json_arg(args.config) or {}
+    cfg = json_arg(args.config) or {}
     predictions, summary = train_element(dataset, meta, args.element, args.model, cfg)
     write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     return 0
 
 
+@wants_gpu(device_of=config_device)
 def cmd_bundle(args) -> int:
-    from .models.xanes import save_bundle
-    from .training.xanes import train_bundle
-    from .utils.tables import read_frame
+    from ..models.xanes import save_bundle
+    from ..training.xanes import train_bundle
+    from ..utils.tables import read_frame
 
     dataset, meta = read_frame(args.dataset)
-    bundle, models = train_bundle(dataset, meta, args.element, _json_arg(args.config) or {})
+    bundle, models = train_bundle(dataset, meta, args.element, json_arg(args.config) or {})
     bundle["provenance"] = {"dataset": str(args.dataset), "code_version": meta.get("code_version")}
     save_bundle(args.out_dir, bundle, models)
     return 0
@@ -84,19 +86,40 @@ def cmd_bundle(args) -> int:
 def cmd_report(args) -> int:
     import pandas as pd
 
-    from .evaluation import xanes_reports
-    from .provenance import code_version
-    from .utils.tables import read_frame
+    from ..evaluation import xanes_reports
+    from ..provenance import code_version
+    from ..utils.tables import read_frame
 
     predictions = pd.concat([read_frame(p)[0] for p in args.predictions], ignore_index=True)
     dataset, meta = read_frame(args.dataset)
     provenance = {"code_version": code_version(), "dataset": str(args.dataset),
-                  "predictions": [str(p) for p in args.predictions], "config": _json_arg(args.config)}
+                  "predictions": [str(p) for p in args.predictions], "config": json_arg(args.config)}
     xanes_reports.write_all(predictions, dataset, meta, args.tables, args.figures, provenance)
     return 0
 
 
+def cmd_predict_xanes(args) -> int:
+    from ..prediction.xanes import predict_xanes
+
+    result = predict_xanes(args.file, args.element, args.models)
+    print(result.text)
+    if args.out:
+        csv, sidecar = result.write(args.out)
+        print(f"wrote {csv} and {sidecar}")
+    return 0
+
+
 def register(sub) -> None:
+    from ..prediction.xanes import DEFAULT_MODELS_DIR
+
+    p = sub.add_parser("predict-xanes", help="T4/S5/O6 coordination from a measured K-edge XANES "
+                                             "(two columns energy, mu; energy, I0, It; or XDI)")
+    p.add_argument("file")
+    p.add_argument("--element", required=True, help="absorbing element (Sc…Zn), e.g. Fe")
+    p.add_argument("--models", default=DEFAULT_MODELS_DIR, help="folder holding <element>/bundle.json")
+    p.add_argument("--out", default=None, help="write the probabilities here (CSV, plus a .json sidecar)")
+    p.set_defaults(func=cmd_predict_xanes)
+
     xanes = sub.add_parser("xanes", help="XANES coordination classifier: sites, FEFF, data set, training, reports")
     xsub = xanes.add_subparsers(dest="xanes_command", required=True)
 

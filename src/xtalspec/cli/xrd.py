@@ -2,63 +2,43 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
+
+from ..utils.gpu_slots import wants_gpu
 
 log = logging.getLogger("xtalspec.xrd")
 
 
 def cmd_profiles(args) -> int:
-    from .datasets.xrd_profiles import write_profile_shard
+    from ..datasets.xrd_profiles import write_profile_shard
 
     write_profile_shard(args.structures, args.out, args.rejects)
     return 0
 
 
 def cmd_dataset(args) -> int:
-    from .datasets.spgnet import RANGE_LABELS, build_dataset
-    from .datasets.xrd_profiles import read_profiles
-    from .utils.tables import write_frame
-    from .utils.atomic import atomic_write_text
+    from ..datasets.spgnet import build_dataset
+    from ..datasets.xrd_profiles import read_profiles
+    from ..evaluation.report_io import output_paths
+    from ..evaluation.xrd_reports import DATASET_FILES, write_dataset_tables
+    from ..utils.tables import write_frame
 
-    profiles = read_profiles(args.profiles)
-    table, description = build_dataset(profiles, args.min_per_group, args.n_folds, args.per_fold, args.seed,
-                                       args.max_groups, args.leakage_bins, args.peak_threshold,
+    paths = output_paths(DATASET_FILES, args.tables, table2=args.table2, table2_csv=args.table2_csv, sets=args.sets,
+                         folds=args.folds)
+    table, description = build_dataset(read_profiles(args.profiles), args.min_per_group, args.n_folds, args.per_fold,
+                                       args.seed, args.max_groups, args.leakage_bins, args.peak_threshold,
                                        args.max_train_per_group)
     write_frame(table, description, args.out)
-    tables = Path(args.tables)
-    sizes = description["range_sizes"]
-    table2 = "\n".join(["# Table 2: data-set sizes after excluding outliers", "",
-                        f"{len(description['spacegroups'])} space groups with ≥ {args.min_per_group} members "
-                        f"(paper: 57 groups, 62,830 structures in D(∞)).", "",
-                        "| data set | entries |", "|---|---:|"]
-                       + [f"| {RANGE_LABELS[k]} | {v} |" for k, v in sizes.items()]) + "\n"
-    atomic_write_text(tables / "table2.md", table2)
-    atomic_write_text(tables / "table2.csv", "range,label,entries\n" + "".join(
-        f"{k},{RANGE_LABELS[k]},{v}\n" for k, v in sizes.items()))
-    import pandas as pd
-
-    report = pd.DataFrame(description["fold_report"])
-    atomic_write_text(tables / "validation_folds.csv", report.to_csv(index=False))
-    sets = ["# What each set holds", "",
-            f"- classes: {len(description['spacegroups'])} space groups: {description['spacegroups']}",
-            f"- U = ln(V/n_atoms): mean {description['u_mean']:.4f}, sd {description['u_std']:.4f} (volume target = z-score)",
-            f"- validation: {args.n_folds} disjoint folds from D(σU+η), {args.per_fold} per space group each "
-            f"(sizes {description['fold_sizes']}); leakage guard ±{args.leakage_bins} bins on peaks ≥ {args.peak_threshold}",
-            f"- candidates excluded by the leakage guard: {int(report['excluded_by_leakage_guard'].sum())}",
-            f"- groups with incomplete folds: {int((~report['complete']).sum())}",
-            "- training set (range r, fold i) = D(r) minus validation fold i"
-            + (f", at most {args.max_train_per_group} non-validation items per group" if args.max_train_per_group else ""),
-            ""]
-    atomic_write_text(tables / "sets.md", "\n".join(sets))
-    print(table2)
+    settings = {k: getattr(args, k) for k in ("min_per_group", "n_folds", "per_fold", "leakage_bins",
+                                              "peak_threshold", "max_train_per_group")}
+    print(write_dataset_tables(description, settings, paths))
     return 0
 
 
+@wants_gpu
 def cmd_train(args) -> int:
-    from .training.loop import TrainConfig, set_deterministic, throughput
-    from .training.xrd import train_member
+    from ..training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.xrd import train_member
 
     set_deterministic()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -71,9 +51,10 @@ def cmd_train(args) -> int:
     return 0
 
 
+@wants_gpu
 def cmd_train_ensemble(args) -> int:
-    from .training.ensemble import train_members_together
-    from .training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.ensemble import train_members_together
+    from ..training.loop import TrainConfig, set_deterministic, throughput
 
     set_deterministic()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seeds[0],
@@ -89,44 +70,16 @@ def cmd_train_ensemble(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .evaluation import xrd_reports as rep
-    from .utils.atomic import atomic_write_text
+    from ..evaluation.report_io import output_paths
+    from ..evaluation.xrd_reports import REPORT_FILES, write_report
 
-    members = [] if args.what == "curves" else rep.load_predictions(args.predictions)
-    out = Path(args.out_dir)
-    if args.what == "table3":
-        rep.write_table(rep.table3(members, args.range), out / "table3.csv", out / "table3.md",
-                        f"Table 3: SpgNet / SpgVolNet, specific vs ensemble mean ({args.range})", rep.PAPER_NOTE)
-    elif args.what == "ranges":
-        rep.write_table(rep.range_table(members), out / "table_sxi.csv", out / "table_sxi.md",
-                        "Table SXI: SpgNet by training range (validation on D(σU+η))")
-    elif args.what == "confusion":
-        for model in sorted({m["meta"]["model"] for m in members}):
-            matrices = rep.confusion_matrices(members, model, args.range)
-            labels = members[0]["meta"]["spacegroups"]
-            for name, matrix in matrices.items():
-                stem = out / f"confusion_{model}_{name}"
-                import pandas as pd
-
-                atomic_write_text(stem.with_suffix(".csv"), pd.DataFrame(matrix, index=labels, columns=labels).to_csv())
-                rep.plot_confusion(matrix, labels, f"{rep.MODEL_LABELS[model]} {name}", stem.with_suffix(".png"))
-    elif args.what == "volume":
-        errors = rep.volume_errors(members)
-        summary = rep.volume_summary(errors)
-        atomic_write_text(out / "volume_errors.csv", errors.to_csv(index=False))
-        atomic_write_text(out / "volume_summary.json", json.dumps(summary, indent=2))
-        rep.plot_volume(errors, summary, out / "volume_error.png")
-    elif args.what == "curves":
-        rep.plot_training_curves(args.predictions, out / "training_curves.png")
-    elif args.what == "topk":
-        for model in sorted({m["meta"]["model"] for m in members}):
-            table = rep.top_k_table(members, model, args.range)
-            atomic_write_text(out / f"topk_{model}.csv", table.to_csv(index=False))
+    given = {key: getattr(args, key) for key in ("csv", "md", "figure", "summary", "errors", "template")}
+    write_report(args.what, args.predictions, args.range, output_paths(REPORT_FILES[args.what], args.out_dir, **given))
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
+    from ..prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
 
     if args.model == "padnet":  # raw scan, no peak picking (thesis ch. 7)
         result = predict_raw_pattern(args.pattern, args.wavelength, args.models or PADNET_MODELS_DIR, top=args.top)
@@ -171,7 +124,12 @@ def register(sub) -> None:
     p = xsub.add_parser("dataset", help="space groups, outlier ranges, validation folds (Table 2)")
     p.add_argument("--profiles", nargs="+", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--tables", required=True, help="folder for table2.{csv,md}, sets.md, validation_folds.csv")
+    p.add_argument("--tables", default=None,
+                   help="folder for table2.{csv,md}, sets.md, validation_folds.csv (unless given one by one)")
+    p.add_argument("--table2", default=None, help="Table 2 (Markdown)")
+    p.add_argument("--table2-csv", default=None, help="Table 2 (CSV)")
+    p.add_argument("--sets", default=None, help="what each set holds (Markdown)")
+    p.add_argument("--folds", default=None, help="validation-fold report (CSV)")
     p.add_argument("--min-per-group", type=int, default=100)
     p.add_argument("--max-groups", type=int, default=None)
     p.add_argument("--n-folds", type=int, default=5)
@@ -206,7 +164,16 @@ def register(sub) -> None:
     p.add_argument("--predictions", nargs="+", required=True,
                    help="members' predictions.parquet (for 'curves': their history.csv)")
     p.add_argument("--range", default="inf")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", default=None, help="folder of the report's files under their default names "
+                                                   "(xtalspec.evaluation.xrd_reports.REPORT_FILES)")
+    p.add_argument("--csv", default=None, help="table3, ranges: the CSV table")
+    p.add_argument("--md", default=None, help="table3, ranges: the Markdown table")
+    p.add_argument("--figure", default=None, help="volume, curves: the PNG figure")
+    p.add_argument("--summary", default=None, help="volume: the JSON summary")
+    p.add_argument("--errors", default=None, help="volume: the CSV of volume errors")
+    p.add_argument("--template", default=None,
+                   help="confusion: file stem with {model} and {label} (writes .csv and .png); topk: CSV file "
+                        "name with {model}")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict-xrd", help="space group and volume from a measured 2θ pattern (Scheme 2)")

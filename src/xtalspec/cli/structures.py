@@ -1,18 +1,16 @@
-"""Command line: ``xtalspec <command>``. Workflow rules call these; so can users."""
+"""``xtalspec fetch|ingest|summarize|spectrum``: the structure commands (download, read, clean and
+relabel structures into Parquet shards; combine summaries; one spectrum of one structure)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-import warnings
 from pathlib import Path
 
 log = logging.getLogger("xtalspec")
 
 
 def _cleaning_settings(args):
-    from .structures.cleaning import CleaningSettings
+    from ..structures.cleaning import CleaningSettings
 
     return CleaningSettings(
         max_atoms=args.max_atoms,
@@ -23,7 +21,7 @@ def _cleaning_settings(args):
 
 def _fetch(source: str, cache: Path, args) -> None:
     if source == "cod":
-        from .structures.sources.cod import fetch_cod
+        from ..structures.sources.cod import fetch_cod
 
         options = {"elements": args.elements, "exclude_elements": args.exclude_elements, "max_atoms": args.max_atoms,
                    "inorganic_only": not args.include_organic, "max_results": args.max_results}
@@ -33,7 +31,7 @@ def _fetch(source: str, cache: Path, args) -> None:
         log.info("COD: %d downloaded, %d cached, %d rejected", len(report.downloaded), len(report.cached),
                  len(report.rejected))
     elif source == "mp":
-        from .structures.sources.mp import fetch_mp
+        from ..structures.sources.mp import fetch_mp
 
         fetch_mp({"elements": args.elements, "max_atoms": args.max_atoms, "max_results": args.max_results,
                   "endpoint": args.base_url}, cache)
@@ -47,9 +45,9 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from .structures.ingest import ingest, iter_shard_paths, rejects_name
-    from .structures.sources import make_source
-    from .structures.summary import write_summary
+    from ..structures.ingest import ingest, iter_shard_paths, rejects_name
+    from ..structures.sources import make_source
+    from ..structures.summary import write_summary
 
     out = Path(args.out)
     path = args.path
@@ -69,7 +67,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from .structures.summary import write_summary
+    from ..structures.summary import write_summary
 
     shards = [Path(p) for p in args.shards]
     rejects = [Path(p) for p in args.rejects]
@@ -80,19 +78,19 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_spectrum_xanes(args) -> int:
-    from .spectra.feff import spectrum_xanes_cli
+    from ..spectra.feff import spectrum_xanes_cli
 
     spectrum_xanes_cli(args.cif, args.site, args.preset, args.out, args.timeout)
     print(f"wrote {args.out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .structures.sources import SOURCE_NAMES
+def register(sub) -> None:
+    from ..structures.cleaning import CleaningSettings
+    from ..structures.sources import SOURCE_NAMES
+    from ..structures.symmetry import ANGLE_TOLERANCE, SYMPREC
 
-    parser = argparse.ArgumentParser(prog="xtalspec", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    clean = CleaningSettings()  # the defaults of stand-alone use are the library's (the workflow passes its own)
 
     def add_download_options(p):
         p.add_argument("--elements", nargs="*", default=None, help="required elements (COD, MP)")
@@ -110,12 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--max-structures", type=int, default=None, help="deterministic subset of this size")
     ingest.add_argument("--seed", type=int, default=0, help="seed of the subset choice")
     ingest.add_argument("--dataset", default="2019-ASR", help="coremof dataset (2014, 2019-ASR, 2019-FSR)")
-    ingest.add_argument("--symprec", type=float, default=0.01, help="spglib distance tolerance (Å)")
-    ingest.add_argument("--angle-tolerance", type=float, default=5.0, help="spglib angle tolerance (degrees)")
-    ingest.add_argument("--max-atoms", type=int, default=1000, help="reject cells with more sites")
-    ingest.add_argument("--min-distance", type=float, default=0.5, help="closest allowed full-occupancy pair (Å)")
-    ingest.add_argument("--density-min", type=float, default=0.1, help="g/cm^3")
-    ingest.add_argument("--density-max", type=float, default=25.0, help="g/cm^3")
+    ingest.add_argument("--symprec", type=float, default=SYMPREC, help="spglib distance tolerance (Å)")
+    ingest.add_argument("--angle-tolerance", type=float, default=ANGLE_TOLERANCE, help="spglib angle tolerance (degrees)")
+    ingest.add_argument("--max-atoms", type=int, default=clean.max_atoms, help="reject cells with more sites")
+    ingest.add_argument("--min-distance", type=float, default=clean.min_distance,
+                        help="closest allowed full-occupancy pair (Å)")
+    ingest.add_argument("--density-min", type=float, default=clean.density_range[0], help="g/cm^3")
+    ingest.add_argument("--density-max", type=float, default=clean.density_range[1], help="g/cm^3")
     ingest.add_argument("--no-summary", action="store_true")
     add_download_options(ingest)
     ingest.set_defaults(func=cmd_ingest)
@@ -133,19 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
 
-    from . import (bench, commands_compositions, commands_mof, commands_pdf, commands_thesis, commands_xanes,
-                   commands_xanes_predict, commands_xrd)
-
-    commands_xrd.register(sub)
-    commands_pdf.register(sub)
-    commands_xanes_predict.register(sub)
-    commands_xanes.register(sub)
-    commands_mof.register(sub)
-    commands_compositions.register(sub)
-    commands_thesis.register(sub)
-
-    bench.register(sub)
-
     spectrum = sub.add_parser("spectrum", help="one spectrum of one structure")
     ssub = spectrum.add_subparsers(dest="spectrum_kind", required=True)
     xanes = ssub.add_parser("xanes", help="FEFF10 K-edge XANES of one absorbing site")
@@ -155,35 +141,3 @@ def build_parser() -> argparse.ArgumentParser:
     xanes.add_argument("--timeout", type=float, default=3600.0, help="seconds before the FEFF run is killed")
     xanes.add_argument("-o", "--out", required=True, help="CSV: energy_eV, mu")
     xanes.set_defaults(func=cmd_spectrum_xanes)
-    return parser
-
-
-def _exit_on_sigterm(signum, frame):
-    """SIGTERM (Snakemake cancelling a job, SLURM's scancel) unwinds like Ctrl-C: ``finally``
-    blocks run, temporary files are removed and FEFF child process groups are killed."""
-    raise SystemExit(128 + signum)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import signal
-
-    if argv is None:  # the console script, not a test calling main([...])
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:
-        warnings.simplefilter("ignore")  # pymatgen's parser warnings are captured per CIF as reject details
-    try:
-        from .utils.gpu_slots import gpu_slot_for_command
-
-        with gpu_slot_for_command(args):  # training commands: a free GPU of their own, before CUDA starts
-            return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # PatternError is a ValueError
-        log.error("%s", exc)
-        print(f"xtalspec: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .datasets.pdf_paper import SWEEPS
+from ..utils.gpu_slots import wants_gpu
+
+from ..datasets.pdf_paper import SWEEPS
 
 
 def cmd_profiles(args) -> int:
-    from .datasets.pdfs import write_pdf_shard
+    from ..datasets.pdfs import write_pdf_shard
 
     write_pdf_shard(args.structures, args.out, args.rejects, randomise_seed=args.randomise_seed)
     return 0
 
 
 def cmd_dataset(args) -> int:
-    from .datasets.pdfs import build_pdf_dataset
-    from .utils.tables import write_frame
+    from ..datasets.pdfs import build_pdf_dataset
+    from ..utils.tables import write_frame
 
     table, description = build_pdf_dataset(args.pdfs, args.seed, args.test_fraction, args.min_per_group)
     if args.like:  # the randomised-parameter set reuses the standard set's classes and split
-        from .utils.tables import read_frame
+        from ..utils.tables import read_frame
 
         reference, ref_description = read_frame(args.like)
         split = dict(zip(reference["id"] + "|" + reference["source"], reference["split"]))
@@ -36,9 +37,10 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+@wants_gpu
 def cmd_train(args) -> int:
-    from .training.loop import TrainConfig, set_deterministic
-    from .training.pdf import train_pdf_model
+    from ..training.loop import TrainConfig, set_deterministic
+    from ..training.pdf import train_pdf_model
 
     set_deterministic()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
@@ -49,59 +51,26 @@ def cmd_train(args) -> int:
 
 
 def cmd_topk(args) -> int:
-    import numpy as np
-    import pyarrow.parquet as pq
+    from ..evaluation.pdf_reports import TOPK_FILES, write_topk
+    from ..evaluation.report_io import output_paths
 
-    from .datasets.pdfs import PAPER_RESULT
-    from .evaluation.classification import top_k_accuracy
-    from .utils.atomic import atomic_write_text
-
-    lines = ["# Top-1 / top-6 accuracy on the test split", "", "| model | test items | classes | top-1 | top-6 |",
-             "|---|---:|---:|---:|---:|"]
-    rows = []
-    for path in args.predictions:
-        frame = pq.read_table(path).to_pandas()
-        p, y = np.stack(frame["probabilities"].to_numpy()), frame["class_index"].to_numpy()
-        name = Path(path).parent.name
-        row = {"model": name, "n_test": len(y), "classes": p.shape[1], "top1": top_k_accuracy(p, y, 1),
-               "top6": top_k_accuracy(p, y, 6)}
-        rows.append(row)
-        lines.append(f"| ours ({name}) | {len(y)} | {p.shape[1]} | {row['top1']:.3f} | {row['top6']:.3f} |")
-    lines.append(f"| paper (rebuilt model, ICSD) | ~19,800 | 45 | {PAPER_RESULT['top1']:.3f} | {PAPER_RESULT['top6']:.3f} |")
-    lines.append(f"| Liu et al. 2019 (original) | | 45 | {PAPER_RESULT['original_top1']:.3f} | "
-                 f"{PAPER_RESULT['original_top6']:.3f} |")
-    import pandas as pd
-
-    out = Path(args.out_dir)
-    atomic_write_text(out / "topk.csv", pd.DataFrame(rows).to_csv(index=False))
-    atomic_write_text(out / "topk.md", "\n".join(lines) + "\n")
+    write_topk(args.predictions, output_paths(TOPK_FILES, args.out_dir, csv=args.csv, md=args.md))
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from .evaluation.pdf_robustness import plot_sweep, run_sweep, sweep_items, sweep_markdown
-    from .training.pdf import load_pdf_model, probabilities
-    from .utils.tables import read_frame
-    from .utils.atomic import atomic_write_text
+    from ..evaluation.pdf_reports import sweep_files, write_sweep
+    from ..evaluation.report_io import output_paths
 
-    table, _ = read_frame(args.dataset)
-    items = sweep_items(table, args.fraction, args.seed)
-    models = {}
-    for path in args.models:
-        model, _ = load_pdf_model(path)
-        models[Path(path).parent.name] = lambda x, m=model: probabilities(m, x)
-    result = run_sweep(args.parameter, items, models, args.n_bootstrap, args.seed)
-    number = SWEEPS[args.parameter]["table"]
-    out = Path(args.out_dir)
-    atomic_write_text(out / f"table{number}_{args.parameter}.csv",
-                      result.drop(columns="top6_bootstrap").to_csv(index=False))
-    atomic_write_text(out / f"table{number}_{args.parameter}.md", sweep_markdown(result, args.parameter))
-    plot_sweep(result, args.parameter, Path(args.figures) / f"figure{number}_{args.parameter}.png")
+    names = sweep_files(args.parameter)
+    paths = output_paths({k: names[k] for k in ("csv", "md")}, args.out_dir, csv=args.csv, md=args.md)
+    paths |= output_paths({"figure": names["figure"]}, args.figures, figure=args.figure)
+    write_sweep(args.parameter, args.dataset, args.models, args.fraction, args.n_bootstrap, args.seed, paths)
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .prediction.pdf import predict_pdf
+    from ..prediction.pdf import predict_pdf
 
     result = predict_pdf(args.file, args.models, top=args.top)
     print(result.text)
@@ -144,7 +113,9 @@ def register(sub) -> None:
 
     p = psub.add_parser("topk", help="top-1 / top-6 table from saved predictions")
     p.add_argument("--predictions", nargs="+", required=True)
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", default=None, help="folder for topk.csv and topk.md (unless given one by one)")
+    p.add_argument("--csv", default=None)
+    p.add_argument("--md", default=None)
     p.set_defaults(func=cmd_topk)
 
     p = psub.add_parser("sweep", help="robustness to one PDF parameter (no retraining)")
@@ -154,8 +125,11 @@ def register(sub) -> None:
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--n-bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--figures", required=True)
+    p.add_argument("--out-dir", default=None, help="folder for table{N}_{parameter}.{csv,md} (unless given)")
+    p.add_argument("--figures", default=None, help="folder for figure{N}_{parameter}.png (unless given)")
+    p.add_argument("--csv", default=None, help="the sweep's table (CSV)")
+    p.add_argument("--md", default=None, help="the sweep's table (Markdown)")
+    p.add_argument("--figure", default=None, help="the sweep's figure (PNG)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("predict-pdf", help="space group from a measured G(r) (.gr or two columns)")

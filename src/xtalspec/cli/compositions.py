@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
+
+from ..utils.gpu_slots import wants_gpu
+from .main import config_device
 
 log = logging.getLogger("xtalspec.compositions")
 
@@ -21,7 +23,7 @@ def _json(text: str | None) -> dict:
 
 
 def _fit_config(args):
-    from .training.compositions import FitConfig
+    from ..training.compositions import FitConfig
 
     options = _json(args.config)
     if getattr(args, "threads", None):
@@ -30,15 +32,22 @@ def _fit_config(args):
     return FitConfig.from_dict(options), options
 
 
+def _device(args) -> tuple[str, int | None]:
+    """Random forests use no GPU; the networks: the --config JSON's device and gpus_per_job."""
+    if str(getattr(args, "model", "")).startswith("rf_"):
+        return "cpu", 0
+    return config_device(args)
+
+
 def _load_dataset(path):
-    from .utils.tables import read_frame
+    from ..utils.tables import read_frame
 
     return read_frame(path)
 
 
 def cmd_fetch(args) -> int:
-    from .compositions.sources import fetch_source
-    from .utils.tables import write_frame
+    from ..compositions.sources import fetch_source
+    from ..utils.tables import write_frame
 
     records, rejects = fetch_source(args.source, _json(args.options), args.cache)
     provenance = dict(records.attrs.get("provenance", {})) | {"source": args.source}
@@ -51,8 +60,8 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_dataset(args) -> int:
-    from .datasets.compositions import build_composition_dataset
-    from .utils.tables import read_frame, write_frame
+    from ..datasets.compositions import build_composition_dataset
+    from ..utils.tables import read_frame, write_frame
 
     records, meta = read_frame(args.records)
     data, rejects, description = build_composition_dataset(records, n_folds=args.n_folds, seed=args.seed,
@@ -65,9 +74,10 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+@wants_gpu(device_of=_device)
 def cmd_cv(args) -> int:
-    from .training.compositions import cross_validate
-    from .utils.tables import write_frame
+    from ..training.compositions import cross_validate
+    from ..utils.tables import write_frame
 
     data, description = _load_dataset(args.dataset)
     cfg, options = _fit_config(args)
@@ -82,9 +92,10 @@ def cmd_cv(args) -> int:
     return 0
 
 
+@wants_gpu(device_of=_device)
 def cmd_learning_curve(args) -> int:
-    from .training.compositions import learning_curve
-    from .utils.tables import write_frame
+    from ..training.compositions import learning_curve
+    from ..utils.tables import write_frame
 
     data, description = _load_dataset(args.dataset)
     cfg, options = _fit_config(args)
@@ -96,12 +107,13 @@ def cmd_learning_curve(args) -> int:
     return 0
 
 
+@wants_gpu(device_of=_device)
 def cmd_pretrain(args) -> int:
     import torch
 
-    from .provenance import code_version
-    from .training.compositions import pretrain
-    from .utils.atomic import atomic_path
+    from ..provenance import code_version
+    from ..training.compositions import pretrain
+    from ..utils.atomic import atomic_path
 
     data, description = _load_dataset(args.dataset)
     cfg, options = _fit_config(args)
@@ -120,7 +132,7 @@ def load_pretrained(path):
     """A pretrained composition network and its metadata (weights_only: no code runs from the file)."""
     import torch
 
-    from .models.elemnet import build_regressor
+    from ..models.elemnet import build_regressor
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     meta = state["meta"]
@@ -129,13 +141,14 @@ def load_pretrained(path):
     return model.eval(), state["state_dict"], meta
 
 
+@wants_gpu(device_of=_device)
 def cmd_transfer(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from .datasets.compositions import TARGET, build_composition_dataset, inputs
-    from .training.compositions import cross_validate, predict_network
-    from .utils.tables import read_frame, write_frame
+    from ..datasets.compositions import TARGET, build_composition_dataset, inputs
+    from ..training.compositions import cross_validate, predict_network
+    from ..utils.tables import read_frame, write_frame
 
     model, state, pre_meta = load_pretrained(args.pretrained)
     records, rec_meta = read_frame(args.records)

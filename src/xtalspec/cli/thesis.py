@@ -4,7 +4,8 @@ report of every thesis experiment (paper 002).
 ``padnet train`` fits one model of the comparison (PADNet or a plain SpgNet with a background
 treatment) on rendered laboratory patterns of the SpgNet data set; ``padnet evaluate`` renders the
 held-out structures at increasing background strengths and scores every approach; ``thesis
-report`` writes the tables and figures from saved predictions only.
+report`` writes the tables and figures from saved predictions only
+(:func:`xtalspec.evaluation.thesis_reports.write_thesis_report`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+
+from ..utils.gpu_slots import wants_gpu
+from .main import config_device
 
 log = logging.getLogger("xtalspec.thesis")
 
@@ -21,21 +25,22 @@ def _json(text: str | None) -> dict:
 
 
 def _settings(args):
-    from .training.padnet import PadnetSettings
+    from ..training.padnet import PadnetSettings
 
     options = _json(args.config)
     return PadnetSettings.from_dict(options | {"seed": args.seed}), options
 
 
+@wants_gpu(device_of=config_device)
 def cmd_padnet_train(args) -> int:
     import pandas as pd
     import torch
 
-    from .provenance import code_version
-    from .training.loop import TrainConfig, run_fingerprint
-    from .training.padnet import train_variant
-    from .utils.atomic import atomic_path, atomic_write_text
-    from .utils.tables import read_frame
+    from ..provenance import code_version
+    from ..training.loop import TrainConfig, run_fingerprint
+    from ..training.padnet import train_variant
+    from ..utils.atomic import atomic_path, atomic_write_text
+    from ..utils.tables import read_frame
 
     settings, options = _settings(args)
     train_opts = options.get("train", {})
@@ -59,8 +64,8 @@ def cmd_padnet_train(args) -> int:
 
 
 def cmd_padnet_evaluate(args) -> int:
-    from .training.padnet import accuracy_table, evaluate, load_padnet_member
-    from .utils.tables import read_frame, write_frame
+    from ..training.padnet import accuracy_table, evaluate, load_padnet_member
+    from ..utils.tables import read_frame, write_frame
 
     settings, options = _settings(args)
     table, description = read_frame(args.dataset)
@@ -79,49 +84,11 @@ def cmd_padnet_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import pandas as pd
+    from ..evaluation.thesis_reports import write_thesis_report
 
-    from .evaluation import composition_reports as comp
-    from .evaluation import padnet_reports as pad
-    from .provenance import code_version
-    from .utils.atomic import atomic_write_text
-    from .utils.tables import read_frame
-
-    out = Path(args.out_dir)
-    tables, figures = out / "tables", out / "figures"
-    summary = {"code_version": code_version(), "inputs": {}}
-    if args.cv:
-        by_source = {}
-        for path in args.cv:
-            frame, meta = read_frame(path)
-            by_source.setdefault(meta.get("source") or "?", []).append(frame)
-            summary["inputs"][str(path)] = {k: meta.get(k) for k in ("model", "source", "config", "code_version")}
-        by_source = {k: pd.concat(v, ignore_index=True) for k, v in by_source.items()}
-        table = comp.cv_table(by_source, tables)
-        summary["cv_mae"] = json.loads(table.to_json(orient="records"))
-        for source, frame in by_source.items():
-            comp.parity_figure(frame, figures / f"parity_{source}.png", title=f"10-fold CV predictions ({source})")
-    if args.learning_curve:
-        frames = [read_frame(p)[0] for p in args.learning_curve]
-        curve = pd.concat(frames, ignore_index=True)
-        lc = comp.learning_curve_figure(curve, figures / "learning_curve.png", source=args.learning_curve_source or "")
-        summary["learning_curve"] = json.loads(lc.to_json(orient="records"))
-    if args.transfer:
-        frame, meta = read_frame(args.transfer)
-        table = comp.transfer_table(frame, tables, meta.get("pretrained"))
-        comp.parity_figure(frame, figures / "parity_transfer.png", title="transfer learning")
-        summary["transfer"] = json.loads(table.to_json(orient="records"))
-    else:
-        tables.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(tables / "transfer.md", "Transfer learning was not run: it needs an online DFT source. "
-                          "Set thesis.compositions.transfer.enabled: true with pretrain_source oqmd (network) or mp "
-                          "(network and MP_API_KEY) in the config.\n")
-    if args.padnet:
-        frame, meta = read_frame(args.padnet)
-        acc = pad.accuracy_vs_background(frame, tables, figures / "padnet_background.png")
-        summary["padnet"] = json.loads(acc.to_json(orient="records"))
-        summary["padnet_settings"] = meta.get("settings")
-    atomic_write_text(out / "thesis_summary.json", json.dumps(summary, indent=1, default=str))
+    summary = write_thesis_report(args.out_dir, cv=args.cv, learning_curve=args.learning_curve,
+                                  learning_curve_source=args.learning_curve_source, transfer=args.transfer,
+                                  padnet=args.padnet)
     print(json.dumps({k: (len(v) if isinstance(v, list) else "…") for k, v in summary.items() if k != "code_version"}))
     return 0
 
