@@ -388,3 +388,107 @@ def test_two_identical_saves_are_byte_identical_and_bad_files_give_one_line(tmp_
         message = str(info.value)
         assert message.startswith(str(tmp_path / name)) and "\n" not in message, message
     assert not (tmp_path / "PWNED").exists()  # weights_only refused the pickle's code
+
+
+# ----------------------------------------------------------------------------- the prediction commands
+
+
+def _xtalspec(*args, limit_s: float = 120.0, cwd=None):
+    """Run the command line in a child; (exit code, stdout, stderr, seconds, peak RSS MiB of children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "xtalspec.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=limit_s, cwd=cwd)
+    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    return done.returncode, done.stdout, done.stderr, time.monotonic() - start, peak
+
+
+def _one_line_error(stderr: str, *needles: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, stderr  # said once, no traceback
+    assert lines[0].startswith("xtalspec: error: ") or "error:" in lines[0], lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _scan(path: Path, n: int = 2000) -> Path:
+    two_theta = np.linspace(10, 80, n)
+    intensity = 10 + sum(1000 * np.exp(-0.5 * ((two_theta - c) / 0.05) ** 2) for c in (28.4, 47.3, 56.1, 69.1))
+    np.savetxt(path, np.column_stack([two_theta, intensity]), fmt="%.4f")
+    return path
+
+
+@pytest.mark.parametrize("command", ["predict-xrd", "predict-xanes", "predict-pdf"])
+def test_huge_sparse_file_is_refused_before_reading(tmp_path, command):
+    path = tmp_path / "huge.dat"
+    with open(path, "wb") as handle:  # 2 GB, sparse: costs no disk
+        handle.truncate(2 * 2**30)
+    extra = {"predict-xrd": ["--wavelength", "CuKa"], "predict-xanes": ["--element", "Fe"], "predict-pdf": []}[command]
+    code, _, err, seconds, peak = _xtalspec(command, path, *extra, "--models", tmp_path / "none")
+    assert code == 2 and seconds < 60 and peak < 1500, (code, seconds, peak)
+    _one_line_error(err, str(path), "limit")
+
+
+def test_pdf_with_an_absurd_r_step_or_constant_g_is_refused(tmp_path):
+    fine = tmp_path / "fine.gr"
+    r = 1.0 + np.arange(1000) * 1e-9
+    np.savetxt(fine, np.column_stack([r, np.sin(r)]))
+    code, _, err, seconds, peak = _xtalspec("predict-pdf", fine, "--models", tmp_path)
+    assert code == 2 and peak < 1500
+    _one_line_error(err, "fine.gr", "step")
+    for name, g in (("zero.gr", np.zeros(500)), ("flat.gr", np.full(500, 0.3))):
+        np.savetxt(tmp_path / name, np.column_stack([np.linspace(1, 30, 500), g]))
+        code, _, err, _, _ = _xtalspec("predict-pdf", tmp_path / name, "--models", tmp_path)
+        assert code == 2
+        _one_line_error(err, name, "constant")
+
+
+@pytest.mark.parametrize("rows", [[(28.4, 100.0)], [(28.4, 100.0), (47.3, 60.0)]])
+def test_one_or_two_points_are_not_a_peak_list(tmp_path, rows):
+    path = tmp_path / "short.xy"
+    np.savetxt(path, np.array(rows))
+    code, _, err, _, _ = _xtalspec("predict-xrd", path, "--wavelength", "CuKa", "--models", tmp_path)
+    assert code == 2
+    _one_line_error(err, "short.xy", "peak list needs at least 3")
+
+
+@pytest.mark.parametrize("flag", [["--top", "0"], ["--top", "-2"], ["--n-atoms", "-3"]])
+def test_nonsense_counts_are_refused(tmp_path, flag):
+    code, _, err, _, _ = _xtalspec("predict-xrd", _scan(tmp_path / "scan.xy"), "--wavelength", "CuKa", *flag)
+    assert code == 2 and "must be at least 1" in err
+
+
+def test_out_naming_a_folder_is_refused_before_any_work(tmp_path):
+    (tmp_path / "outdir").mkdir()
+    code, _, err, _, _ = _xtalspec("predict-xrd", _scan(tmp_path / "scan.xy"), "--wavelength", "CuKa",
+                                   "--models", tmp_path / "none", "--out", tmp_path / "outdir")
+    assert code == 2
+    _one_line_error(err, "outdir", "is a folder")
+
+
+def test_outputs_are_written_as_a_pair_or_not_at_all(tmp_path):
+    from xtalspec.utils.atomic import atomic_write_texts
+
+    (tmp_path / "p.json").mkdir()  # the sidecar cannot be written
+    with pytest.raises(IsADirectoryError):
+        atomic_write_texts({tmp_path / "p.csv": "a,b\n", tmp_path / "p.json": "{}"})
+    assert not (tmp_path / "p.csv").exists() and not list(tmp_path.glob(".*.tmp"))
+    atomic_write_texts({tmp_path / "q.csv": "a,b\n", tmp_path / "q.json": "{}"})
+    assert (tmp_path / "q.csv").read_text() == "a,b\n" and (tmp_path / "q.json").read_text() == "{}"
+
+
+def test_malicious_checkpoint_gives_one_line_naming_the_file(tmp_path):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "PWNED"),))
+
+    member = tmp_path / "models" / "spgvolnet" / "inf" / "fold1" / "seed1" / "model.pt"
+    member.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "meta": Evil()}, member)
+    code, _, err, _, _ = _xtalspec("predict-xrd", _scan(tmp_path / "scan.xy"), "--wavelength", "CuKa",
+                                   "--models", tmp_path / "models")
+    assert code == 2 and not (tmp_path / "PWNED").exists()
+    _one_line_error(err, str(member), "refused")

@@ -58,6 +58,17 @@ def build_parser(systems=None) -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``--top``, ``--n-atoms``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _exit_on_sigterm(signum, frame):
     """SIGTERM (Snakemake cancelling a job, SLURM's scancel) unwinds like Ctrl-C: ``finally``
     blocks run, temporary files are removed and FEFF child process groups are killed."""
@@ -75,9 +86,12 @@ def run(args) -> int:
 
         with gpu_slot_for_command(args):  # training commands: a free GPU of their own, before CUDA starts
             return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # PatternError is a ValueError
-        log.error("%s", exc)
-        print(f"xtalspec: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, MemoryError) as exc:  # PatternError is a ValueError
+        # said once, on stderr (the log goes there too): the file and the problem
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, MemoryError):
+            message = "out of memory (is an input file far larger than a measured data file?)"
+        print(f"xtalspec: error: {message}", file=sys.stderr)
         return 2
 
 

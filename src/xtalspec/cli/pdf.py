@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from ..utils.atomic import check_output_path
 from ..utils.gpu_slots import wants_gpu
+from .main import positive_int
 
 from ..datasets.pdf_paper import SWEEPS
 
@@ -72,6 +74,8 @@ def cmd_sweep(args) -> int:
 def cmd_predict(args) -> int:
     from ..prediction.pdf import predict_pdf
 
+    if args.out:
+        check_output_path(args.out)
     result = predict_pdf(args.file, args.models, top=args.top)
     print(result.text)
     if args.out:
@@ -135,6 +139,6 @@ def register(sub) -> None:
     p = sub.add_parser("predict-pdf", help="space group from a measured G(r) (.gr or two columns)")
     p.add_argument("file")
     p.add_argument("--models", default="results/pdf/models", help="folder holding <name>/model.pt")
-    p.add_argument("--top", type=int, default=6)
+    p.add_argument("--top", type=positive_int, default=6)
     p.add_argument("--out", default=None, help="write the ranking (CSV) here")
     p.set_defaults(func=cmd_predict)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..spectra.xanes_labels import LABELS
+from ..utils.atomic import check_output_path
 from ..utils.gpu_slots import wants_gpu
 from .main import config_device, json_arg
 
@@ -101,6 +102,8 @@ def cmd_report(args) -> int:
 def cmd_predict_xanes(args) -> int:
     from ..prediction.xanes import predict_xanes
 
+    if args.out:
+        check_output_path(args.out)
     result = predict_xanes(args.file, args.element, args.models)
     print(result.text)
     if args.out:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from ..utils.atomic import check_output_path
 from ..utils.gpu_slots import wants_gpu
+from .main import positive_int
 
 log = logging.getLogger("xtalspec.xrd")
 
@@ -81,6 +83,8 @@ def cmd_report(args) -> int:
 def cmd_predict(args) -> int:
     from ..prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
 
+    if args.out:
+        check_output_path(args.out)
     if args.model == "padnet":  # raw scan, no peak picking (thesis ch. 7)
         result = predict_raw_pattern(args.pattern, args.wavelength, args.models or PADNET_MODELS_DIR, top=args.top)
     else:
@@ -183,8 +187,8 @@ def register(sub) -> None:
                    help="folder of trained members (default results/xrd/models; padnet: results/thesis/padnet/models)")
     p.add_argument("--model", default="spgvolnet", choices=["spgnet", "spgvolnet", "padnet"],
                    help="spgnet/spgvolnet: peaks → δ-profile → ensemble; padnet: the raw scan (no peak picking)")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--peak-list", action="store_true", default=None, help="the file is a list of peaks")
-    p.add_argument("--n-atoms", type=int, default=None, help="atoms in the primitive cell (to report a volume)")
+    p.add_argument("--n-atoms", type=positive_int, default=None, help="atoms in the primitive cell (to report a volume)")
     p.add_argument("--out", default=None, help="write the ranking (CSV) here")
     p.set_defaults(func=cmd_predict)

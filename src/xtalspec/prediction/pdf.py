@@ -16,10 +16,12 @@ import pandas as pd
 from ..datasets.pdf_paper import PAPER_PARAMS
 from ..spectra.pdf import RMAX, RMIN
 from ..utils.atomic import atomic_write_text
-from ..utils.textfiles import read_data_text
+from ..utils.textfiles import check_axis, read_data_text
 
 GRID_MIN, GRID_MAX = RMIN, RMAX  # the model's r grid (spectra/pdf.py)
 MIN_POINTS_ON_GRID = 10
+MIN_STEP_A = 1e-4  # a finer r step is not a measured G(r)
+R_EXTENT_A = (0.0, 1000.0)
 _HEADER_VALUE = re.compile(r"^\W*(qmax|qmin|qdamp|qbroad|rmax|rmin|rstep)\s*[=:]\s*([-+0-9.eE]+)", re.IGNORECASE)
 
 
@@ -60,7 +62,11 @@ def read_gr(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     if not np.isfinite(data).all():
         raise PDFFileError(path, "non-finite values in the data")
     order = np.argsort(data[:, 0])
-    return data[order, 0], data[order, 1], header
+    r, g = data[order, 0], data[order, 1]
+    check_axis(r, path, PDFFileError, "r", "Å", MIN_STEP_A, R_EXTENT_A)
+    if np.ptp(g) == 0:
+        raise PDFFileError(path, f"G(r) is constant ({g[0]:g} everywhere): no pair correlations to read")
+    return r, g, header
 
 
 def check_grid_overlap(path, r: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from ..models.xanes import BUNDLE_JSON
 from ..spectra.xanes_measured import (K_EDGES, XanesError, XanesFileError, align_to_model, canonical_element,
                                       check_edge_in_range, grid_coverage, measured_edge_energy, normalise,
                                       read_xanes)
-from ..utils.atomic import atomic_write_text
+from ..utils.atomic import atomic_write_texts
 
 DEFAULT_MODELS_DIR = "results/xanes/models"
 
@@ -71,8 +71,8 @@ class XanesPrediction:
         (``path`` with suffix ``.json``; ``<stem>.meta.json`` if ``path`` already ends in .json)."""
         path = Path(path)
         side = path.with_suffix(".json") if path.suffix != ".json" else path.with_name(path.stem + ".meta.json")
-        atomic_write_text(path, self.table.to_csv(index=False, float_format="%.6f"))
-        atomic_write_text(side, json.dumps(self.sidecar(), indent=1, default=_jsonable) + "\n")
+        atomic_write_texts({path: self.table.to_csv(index=False, float_format="%.6f"),
+                            side: json.dumps(self.sidecar(), indent=1, default=_jsonable) + "\n"})
         return path, side
 
 

@@ -40,7 +40,7 @@ import pandas as pd
 from scipy.ndimage import median_filter, uniform_filter1d
 from scipy.signal import find_peaks_cwt, peak_prominences, savgol_filter
 
-from ..utils.textfiles import read_data_text
+from ..utils.textfiles import check_axis, read_data_text
 from .radiation import WAVELENGTHS, WavelengthError, lorentz_polarisation, parse_wavelength
 from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
 
@@ -68,6 +68,8 @@ class PatternError(ValueError):
 # --------------------------------------------------------------------------- reading files
 
 MIN_PATTERN_POINTS = 20  # a scan with fewer points is not a pattern
+MIN_PEAKS = 3  # a peak list with fewer peaks says nothing about a space group
+MIN_STEP_DEG = 1e-5  # a finer 2theta step is not a measured scan
 PEAK_LIST_MAX_POINTS = 200  # auto-detection: shorter, unevenly spaced files are peak lists
 EVEN_STEP_TOLERANCE = 0.1  # steps within 10 % of the median step count as evenly spaced
 _SPLIT = re.compile(r"[\s,;]+")
@@ -148,6 +150,7 @@ def _as_pattern(path, two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.
     mean = np.bincount(inverse, weights=intensity) / counts
     if len(unique) < MIN_PATTERN_POINTS:
         raise PatternError(path, f"only {len(unique)} distinct 2theta values; need at least {MIN_PATTERN_POINTS}")
+    check_axis(unique, path, PatternError, "2theta", "deg", MIN_STEP_DEG, (0.0, 180.0))
     return unique, mean
 
 
@@ -155,8 +158,9 @@ def _as_peak_list(path, two_theta: np.ndarray, intensity: np.ndarray) -> tuple[n
     """Checks for a peak list: heights must be >= 0 and one of them > 0; sorted by 2theta."""
     if (intensity < 0).any():
         raise PatternError(path, "a peak list cannot hold negative intensities")
-    if not (intensity > 0).any():
-        raise PatternError(path, "no peak has a positive intensity")
+    if (intensity > 0).sum() < MIN_PEAKS:
+        raise PatternError(path, f"{int((intensity > 0).sum())} peak(s) with a positive intensity: a peak list needs "
+                                 f"at least {MIN_PEAKS}")
     return _sorted(two_theta, intensity)
 
 

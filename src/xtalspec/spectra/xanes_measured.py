@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.textfiles import read_data_text
+from ..utils.textfiles import check_axis, read_data_text
 from .xanes_grid import edge_energy, on_grid, scale_to_max
 
 __all__ = [
@@ -66,6 +66,8 @@ EDGE_RANGE_EV = (-20.0, 30.0)  # the file must cover this range around the edge
 MIN_COVERAGE = 0.8  # fraction of the model grid the aligned spectrum must cover
 REFINE_EV = 8.0  # search range of the template refinement of the alignment shift
 EDGE_SMOOTH_EV = 1.0
+MIN_STEP_EV = 1e-3  # a finer energy step is not a measured scan
+ENERGY_EXTENT_EV = (100.0, 200_000.0)  # where a K-edge file's energies can lie
 
 # K-edge energies (eV), X-ray data booklet (Bearden & Burr 1967).
 K_EDGES = {"Sc": 4492.0, "Ti": 4966.0, "V": 5465.0, "Cr": 5989.0, "Mn": 6539.0, "Fe": 7112.0,
@@ -229,6 +231,7 @@ def read_xanes(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     energy, unit = _energy_column(data, keys, units)
     mu, mu_from = _mu_column(path, data, keys)
     energy, mu, dropped = _clean(path, energy, mu)
+    check_axis(energy, path, XanesFileError, "energy", "eV", MIN_STEP_EV, ENERGY_EXTENT_EV)
     info = {"format": "xdi" if is_xdi else "columns", "columns": keys, "mu_from": mu_from,
             "energy_unit": unit, "n_points": int(energy.size), "n_dropped": dropped}
     if "symbol" in xdi:
