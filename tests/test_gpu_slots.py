@@ -282,7 +282,7 @@ def test_cli_takes_a_slot_before_training(tmp_path, clean_env, caplog, capsys):
 
     clean_env.setenv(gpu_slots.ENV_COUNT, "1")
     clean_env.setenv(gpu_slots.ENV_LOCK_DIR, str(tmp_path / "locks"))
-    caplog.set_level("INFO", logger="xtalspec.gpu")
+    caplog.set_level("DEBUG")  # the failure is logged at debug level (the user sees it once, on stderr)
     code = main(["xrd", "train", "--dataset", str(tmp_path / "missing.parquet"), "--model", "spgnet", "--fold", "1",
                  "--seed", "1", "--out", str(tmp_path / "out")])
     assert code == 2 and "missing.parquet" in capsys.readouterr().err  # the dataset is missing …

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -156,15 +156,33 @@ INGEST = textwrap.dedent("""
 """)
 
 
+def run_measured(command: list[str], limit_s: float, cwd=None) -> tuple[int, str, str, float, float]:
+    """Run ``command``; (exit code, stdout, stderr, seconds, peak RSS in MiB of that process and
+    its own children), measured with ``wait4`` for this child alone (RUSAGE_CHILDREN would mix in
+    every earlier test's children)."""
+    start = time.monotonic()
+    with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(command, stdin=stdin, stdout=out, stderr=err, cwd=cwd)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > limit_s:
+                proc.kill()
+                raise AssertionError(f"{command[:4]} still running after {limit_s} s")
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                time.monotonic() - start, usage.ru_maxrss / 1024)
+
+
 def _ingest_child(folder: Path, out: Path, timeout_s: float = 5.0, limit_s: float = 120.0):
     """Ingest ``folder`` in a child process; (rejects, rows, seconds, peak RSS of the child in MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", INGEST, str(folder), str(out), str(timeout_s)],
-                          capture_output=True, text=True, timeout=limit_s)
-    seconds = time.monotonic() - start
-    peak_mib = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    assert done.returncode == 0, done.stderr[-2000:]
+    code, _, stderr, seconds, peak_mib = run_measured([sys.executable, "-c", INGEST, str(folder), str(out),
+                                                       str(timeout_s)], limit_s)
+    assert code == 0, stderr[-2000:]
     rejects = pd.read_parquet(out / "rejects-000.parquet")
     rows = pd.read_parquet(out / "shard-000.parquet")
     return rejects, rows, seconds, peak_mib
@@ -394,13 +412,8 @@ def test_two_identical_saves_are_byte_identical_and_bad_files_give_one_line(tmp_
 
 
 def _xtalspec(*args, limit_s: float = 120.0, cwd=None):
-    """Run the command line in a child; (exit code, stdout, stderr, seconds, peak RSS MiB of children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "xtalspec.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=limit_s, cwd=cwd)
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    return done.returncode, done.stdout, done.stderr, time.monotonic() - start, peak
+    """Run the command line in a child; (exit code, stdout, stderr, seconds, peak RSS MiB of the child)."""
+    return run_measured([sys.executable, "-m", "xtalspec.cli", *map(str, args)], limit_s, cwd)
 
 
 def _one_line_error(stderr: str, *needles: str) -> str:

@@ -304,13 +304,18 @@ def test_short_peak_list_cannot_be_read_as_a_scan(tmp_path):
         m.profile_from_pattern(path, "CuKa", peak_list=False)
 
 
-def test_single_peak_list(tmp_path):
-    path = tmp_path / "one.txt"
-    path.write_text("# one line\n45.486 100\n")
+def test_short_peak_list_lands_in_its_bins_and_one_peak_is_refused(tmp_path):
+    path = tmp_path / "three.txt"
+    peaks = [28.44, 45.486, 56.12]
+    path.write_text("# three lines\n" + "".join(f"{p} {h}\n" for p, h in zip(peaks, (60, 100, 30))))
     result = m.profile_from_pattern(path, "CuKa")
-    expected_bin = int(np.floor((2 * np.sin(np.radians(45.486 / 2)) / m.WAVELENGTHS["CuKa"] - LO) / WIDTH))
-    assert result.from_peak_list and np.flatnonzero(result.profile).tolist() == [expected_bin]
-    assert result.profile[expected_bin] == 1.0
+    bins = [int(np.floor((2 * np.sin(np.radians(p / 2)) / m.WAVELENGTHS["CuKa"] - LO) / WIDTH)) for p in peaks]
+    assert result.from_peak_list and np.flatnonzero(result.profile).tolist() == bins
+    assert result.profile[bins[1]] == 1.0
+    one = tmp_path / "one.txt"
+    one.write_text("# one line\n45.486 100\n")
+    with pytest.raises(PatternError, match="at least 3"):
+        m.profile_from_pattern(one, "CuKa")
 
 
 def test_peaks_outside_the_model_range():

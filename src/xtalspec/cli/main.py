@@ -91,6 +91,7 @@ def run(args) -> int:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, MemoryError):
             message = "out of memory (is an input file far larger than a measured data file?)"
+        log.debug("command failed: %s", message)  # in the log with -v; the user sees the line below once
         print(f"xtalspec: error: {message}", file=sys.stderr)
         return 2
 
