@@ -106,7 +106,7 @@ rule xanes_train:
         ENV
     shell:
         "xtalspec xanes train --dataset {input:q} --element {wildcards.element} --model {wildcards.model} "
-        "--config '{params.config}' --out {output:q} > {log:q} 2>&1"
+        "--config {params.config:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule xanes_bundle:
@@ -127,7 +127,7 @@ rule xanes_bundle:
     conda:
         ENV
     shell:
-        "xtalspec xanes bundle --dataset {input:q} --element {wildcards.element} --config '{params.config}' "
+        "xtalspec xanes bundle --dataset {input:q} --element {wildcards.element} --config {params.config:q} "
         "--out-dir \"$(dirname {output:q})\" > {log:q} 2>&1"
 
 
@@ -159,7 +159,7 @@ rule xanes_report:
     shell:
         "xtalspec xanes report --dataset {input.dataset:q} --predictions {input.predictions:q} "
         "--tables \"$(dirname {output.table1:q})\" --figures \"$(dirname {output.figure3:q})\" "
-        "--config '{params.config}' > {log:q} 2>&1"
+        "--config {params.config:q} > {log:q} 2>&1"
 
 
 rule xanes_table1:
