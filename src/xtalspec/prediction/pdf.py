@@ -78,11 +78,12 @@ def _radiation(lines: list[str]) -> str | None:
     return None
 
 
-def _numeric_block(path, lines: list[tuple[int, str]], strict: bool) -> list[list[float]]:
-    """The (r, G) rows of ``lines``: ``#`` lines (``#S``, ``#L``) are skipped; with ``strict`` a
-    non-numeric line after the data began is an error, else the last run of numeric rows with
-    at least two columns is taken (numeric lines inside a header are not data)."""
-    blocks, rows = [], []
+def _numeric_block(path, lines: list[tuple[int, str]], strict: bool) -> tuple[list[list[float]], int]:
+    """The (r, G) rows of ``lines``: ``#`` lines (``#S``, ``#L``) are skipped. With ``strict`` a
+    non-numeric line after the data began is an error; otherwise the data are the last run of
+    numeric rows (numeric lines inside a header are not data), and a non-numeric line after
+    that run is an error. Returns the rows and the line number of the first."""
+    blocks, rows, junk, start = [], [], None, 0
     for number, line in lines:
         stripped = line.strip()
         if not stripped or stripped[0] in "#!;[":
@@ -92,16 +93,20 @@ def _numeric_block(path, lines: list[tuple[int, str]], strict: bool) -> list[lis
             if rows and strict:
                 raise PDFFileError(path, f"line {number}: non-numeric line after the data began: {stripped[:60]!r}")
             if rows:
-                blocks.append(rows)
-                rows = []
+                blocks.append((rows, start))
+                rows, junk = [], (number, stripped)
             continue
         if rows and len(values) != len(rows[0]) and not strict:
-            blocks.append(rows)
+            blocks.append((rows, start))
             rows = []
+        if not rows:
+            start = number
         rows.append(values[:2])
     if rows:
-        blocks.append(rows)
-    return blocks[-1] if blocks else []
+        return rows, start
+    if blocks and junk is not None:
+        raise PDFFileError(path, f"line {junk[0]}: non-numeric line after the data began: {junk[1][:60]!r}")
+    return blocks[-1] if blocks else ([], 0)
 
 
 def _column_label(lines: list[str]) -> str:
@@ -141,12 +146,10 @@ def read_pdf_file(path: str | Path) -> MeasuredPDF:
             raise PDFFileError(path, f"RMCProfile header says {count} points")
     else:
         head, body, layout, strict = [], numbered, "last block of numeric rows", False
-    rows = _numeric_block(path, body, strict)
+    rows, first_row = _numeric_block(path, body, strict)
     if not rows:
         raise PDFFileError(path, "no numeric (r, G) rows found")
-    if not markers and layout.startswith("last"):
-        first_row = next(i for i, line in numbered if _floats(line.strip()) and len(_floats(line.strip())) >= 2
-                         and [float(v) for v in _floats(line.strip())[:2]] == rows[0])
+    if layout.startswith("last"):
         head = lines[:first_row - 1]
     data = np.array(rows, dtype=float)
     if not np.isfinite(data).all():
