@@ -176,12 +176,24 @@ def xanes_structure_shards():
     ]
 
 
+XANES_CACHE = XANES["feff"]["cache"]  # a FEFF spectra cache: sites and spectra from it, FEFF only to check it
+
+
 def xanes_feff_files(kind="spectra"):
+    if XANES_CACHE:
+        return [str(XANES_OUT / f"feff/{element}/{kind}-cache.parquet") for element in XANES["elements"]]
     return [
         str(XANES_OUT / f"feff/{element}/{kind}-{k:03d}.parquet")
         for element in XANES["elements"]
         for k in range(XANES["feff"]["n_shards"])
     ]
+
+
+def xanes_cache_files():
+    """The cache and its rejects file (rule inputs in cache mode)."""
+    from xtalspec.datasets.xanes_cache import rejects_path_for
+
+    return {"cache": XANES_CACHE, "cache_rejects": str(rejects_path_for(XANES_CACHE))}
 
 
 def xanes_train_json():

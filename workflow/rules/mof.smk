@@ -57,7 +57,7 @@ rule mof_train:
         ENV
     shell:
         "xtalspec mof train --library {input.library:q} --size {wildcards.size} --threads {threads} "
-        "--config '{params.config}' "
+        "--config {params.config:q} "
         "{params.options} --model {output.model:q} --predictions {output.predictions:q} "
         "--history {output.history:q} --test-patterns {output.test:q} > {log:q} 2>&1"
 
@@ -83,7 +83,7 @@ rule mof_baselines:
         ENV
     shell:
         "xtalspec mof baselines --library {input.library:q} --size {wildcards.size} --threads {threads} "
-        "--config '{params.config}' "
+        "--config {params.config:q} "
         "{params.options} --out {output:q} > {log:q} 2>&1"
 
 

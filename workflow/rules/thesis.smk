@@ -29,7 +29,7 @@ rule compositions_fetch:
     conda:
         ENV
     shell:
-        "xtalspec compositions fetch --source {wildcards.csource} --options '{params.options}' "
+        "xtalspec compositions fetch --source {wildcards.csource} --options {params.options:q} "
         "--cache {params.cache:q} --out {output.records:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
@@ -73,7 +73,7 @@ rule compositions_cv:
     conda:
         ENV
     shell:
-        "xtalspec compositions cv --dataset {input:q} --model {wildcards.cmodel} --config '{params.config}' "
+        "xtalspec compositions cv --dataset {input:q} --model {wildcards.cmodel} --config {params.config:q} "
         "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
@@ -99,7 +99,7 @@ rule compositions_learning_curve:
         ENV
     shell:
         "xtalspec compositions learning-curve --dataset {input:q} --model {wildcards.cmodel} "
-        "--config '{params.config}' --threads {threads} {params.options} --out {output:q} > {log:q} 2>&1"
+        "--config {params.config:q} --threads {threads} {params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule compositions_pretrain:
@@ -120,7 +120,7 @@ rule compositions_pretrain:
     conda:
         ENV
     shell:
-        "xtalspec compositions pretrain --dataset {input:q} --model {wildcards.cmodel} --config '{params.config}' "
+        "xtalspec compositions pretrain --dataset {input:q} --model {wildcards.cmodel} --config {params.config:q} "
         "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
@@ -149,7 +149,7 @@ rule compositions_transfer:
         ENV
     shell:
         "xtalspec compositions transfer --pretrained {input.pretrained:q} --records {input.records:q} "
-        "--config '{params.config}' --threads {threads} {params.options} --out {output.predictions:q} "
+        "--config {params.config:q} --threads {threads} {params.options} --out {output.predictions:q} "
         "--rejects {output.rejects:q} > {log:q} 2>&1"
 
 
@@ -173,7 +173,7 @@ rule padnet_train:
     conda:
         ENV
     shell:
-        "xtalspec padnet train --dataset {input:q} --model {wildcards.pmodel} --config '{params.config}' "
+        "xtalspec padnet train --dataset {input:q} --model {wildcards.pmodel} --config {params.config:q} "
         "--seed {params.seed} --threads {threads} --out-dir \"$(dirname {output.model:q})\" > {log:q} 2>&1"
 
 
@@ -194,7 +194,7 @@ rule padnet_evaluate:
     conda:
         ENV
     shell:
-        "xtalspec padnet evaluate --dataset {input.dataset:q} --models {input.models:q} --config '{params.config}' "
+        "xtalspec padnet evaluate --dataset {input.dataset:q} --models {input.models:q} --config {params.config:q} "
         "--seed {params.seed} --out {output:q} > {log:q} 2>&1"
 
 

@@ -2,59 +2,107 @@
 # FEFF10 K-edge spectra -> per-element grid -> MLP/CNN over bootstrap folds -> Tables I-III, Figs.
 
 
-rule xanes_sites:
-    """Symmetry-inequivalent absorber sites of one element, ChemEnv T4/S5/O6 labels, quotas."""
-    input:
-        xanes_structure_shards(),
-    output:
-        sites=XANES_OUT / "sites/{element}.parquet",
-        rejects=XANES_OUT / "sites/{element}-rejects.parquet",
-    params:
-        options=lambda wc: _flags(
-            [
-                ("--distance-factor", XANES["distance_factor"]),
-                ("--compare-factor", XANES["compare_factor"]),
-                ("--max-per-class", json.dumps(XANES["max_per_class"]) if XANES["max_per_class"] else None),
-                ("--max-structures", XANES["max_structures"]),
-                ("--max-elements", XANES["max_elements"]),
-                ("--max-atoms", XANES["max_atoms"]),
-                ("--seed", config["seed"]),
-            ]
-        ),
-    log:
-        LOGS / "xanes/sites-{element}.log",
-    benchmark:
-        BENCH / "xanes/sites-{element}.tsv"
-    conda:
-        ENV
-    shell:
-        "xtalspec xanes sites --structures {input:q} --element {wildcards.element} --out {output.sites:q} "
-        "--rejects {output.rejects:q} {params.options} > {log:q} 2>&1"
+if not XANES_CACHE:
+
+    rule xanes_sites:
+        """Symmetry-inequivalent absorber sites of one element, ChemEnv T4/S5/O6 labels, quotas."""
+        input:
+            xanes_structure_shards(),
+        output:
+            sites=XANES_OUT / "sites/{element}.parquet",
+            rejects=XANES_OUT / "sites/{element}-rejects.parquet",
+        params:
+            options=lambda wc: _flags(
+                [
+                    ("--distance-factor", XANES["distance_factor"]),
+                    ("--compare-factor", XANES["compare_factor"]),
+                    ("--max-per-class", json.dumps(XANES["max_per_class"]) if XANES["max_per_class"] else None),
+                    ("--max-structures", XANES["max_structures"]),
+                    ("--max-elements", XANES["max_elements"]),
+                    ("--max-atoms", XANES["max_atoms"]),
+                    ("--seed", config["seed"]),
+                ]
+            ),
+        log:
+            LOGS / "xanes/sites-{element}.log",
+        benchmark:
+            BENCH / "xanes/sites-{element}.tsv"
+        conda:
+            ENV
+        shell:
+            "xtalspec xanes sites --structures {input:q} --element {wildcards.element} --out {output.sites:q} "
+            "--rejects {output.rejects:q} {params.options} > {log:q} 2>&1"
 
 
-rule xanes_feff:
-    """FEFF10 K-edge XANES of one shard of an element's sites (resumable per site)."""
-    input:
-        XANES_OUT / "sites/{element}.parquet",
-    output:
-        spectra=XANES_OUT / "feff/{element}/spectra-{shard}.parquet",
-        rejects=XANES_OUT / "feff/{element}/rejects-{shard}.parquet",
-    params:
-        n_shards=XANES["feff"]["n_shards"],
-        preset=XANES["feff"]["preset"],
-        timeout=XANES["feff"]["timeout_s"],
-        keep=lambda wc: "--keep-bulky" if XANES["feff"]["keep_bulky"] else "",
-        workroot=lambda wc: XANES_OUT / f"feff/workdirs/{XANES['feff']['preset']}",
-    log:
-        LOGS / "xanes/feff-{element}-{shard}.log",
-    benchmark:
-        BENCH / "xanes/feff-{element}-{shard}.tsv"
-    conda:
-        ENV
-    shell:
-        "xtalspec xanes feff --sites {input:q} --shard $((10#{wildcards.shard})) --n-shards {params.n_shards} "
-        "--preset {params.preset} --timeout {params.timeout} --workroot {params.workroot:q} {params.keep} "
-        "--out {output.spectra:q} --rejects {output.rejects:q} > {log:q} 2>&1"
+    rule xanes_feff:
+        """FEFF10 K-edge XANES of one shard of an element's sites (resumable per site)."""
+        input:
+            XANES_OUT / "sites/{element}.parquet",
+        output:
+            spectra=XANES_OUT / "feff/{element}/spectra-{shard}.parquet",
+            rejects=XANES_OUT / "feff/{element}/rejects-{shard}.parquet",
+        params:
+            n_shards=XANES["feff"]["n_shards"],
+            preset=XANES["feff"]["preset"],
+            timeout=XANES["feff"]["timeout_s"],
+            keep=lambda wc: "--keep-bulky" if XANES["feff"]["keep_bulky"] else "",
+            workroot=lambda wc: XANES_OUT / f"feff/workdirs/{XANES['feff']['preset']}",
+        log:
+            LOGS / "xanes/feff-{element}-{shard}.log",
+        benchmark:
+            BENCH / "xanes/feff-{element}-{shard}.tsv"
+        conda:
+            ENV
+        shell:
+            "xtalspec xanes feff --sites {input:q} --shard $((10#{wildcards.shard})) --n-shards {params.n_shards} "
+            "--preset {params.preset} --timeout {params.timeout} --workroot {params.workroot:q} {params.keep} "
+            "--out {output.spectra:q} --rejects {output.rejects:q} > {log:q} 2>&1"
+
+
+else:
+
+    rule xanes_from_cache:
+        """One element's sites, spectra and FEFF rejects from the verified FEFF spectra cache."""
+        input:
+            **xanes_cache_files(),
+        output:
+            sites=XANES_OUT / "sites/{element}.parquet",
+            site_rejects=XANES_OUT / "sites/{element}-rejects.parquet",
+            spectra=XANES_OUT / "feff/{element}/spectra-cache.parquet",
+            rejects=XANES_OUT / "feff/{element}/rejects-cache.parquet",
+        log:
+            LOGS / "xanes/from-cache-{element}.log",
+        benchmark:
+            BENCH / "xanes/from-cache-{element}.tsv"
+        conda:
+            ENV
+        shell:
+            "xtalspec xanes from-cache --cache {input.cache:q} --cache-rejects {input.cache_rejects:q} "
+            "--element {wildcards.element} --sites {output.sites:q} --spectra {output.spectra:q} "
+            "--rejects {output.rejects:q} > {log:q} 2>&1 && cp {output.rejects:q} {output.site_rejects:q}"
+
+    rule xanes_cache_check:
+        """The cache checked, not trusted: a seeded sample of its sites recomputed by FEFF and compared."""
+        input:
+            cache=XANES_CACHE,
+            structures=xanes_structure_shards(),
+        output:
+            XANES_OUT / "feff/cache_check.json",
+        params:
+            n_sites=XANES["feff"]["cache_check_sites"],
+            seed=config["seed"],
+            timeout=XANES["feff"]["timeout_s"],
+            workroot=lambda wc: XANES_OUT / "feff/workdirs/cache-check",
+        log:
+            LOGS / "xanes/cache-check.log",
+        benchmark:
+            BENCH / "xanes/cache-check.tsv"
+        conda:
+            ENV
+        shell:
+            "xtalspec xanes check-cache --cache {input.cache:q} --structures {input.structures:q} "
+            "--n-sites {params.n_sites} --seed {params.seed} --timeout {params.timeout} "
+            "--workroot {params.workroot:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule xanes_dataset:
@@ -63,6 +111,7 @@ rule xanes_dataset:
         spectra=xanes_feff_files("spectra"),
         rejects=xanes_feff_files("rejects")
         + [str(XANES_OUT / f"sites/{element}-rejects.parquet") for element in XANES["elements"]],
+        check=[str(XANES_OUT / "feff/cache_check.json")] if XANES_CACHE else [],
     output:
         dataset=XANES_OUT / "dataset/spectra.parquet",
         rejects=XANES_OUT / "dataset/rejects.parquet",
@@ -106,7 +155,7 @@ rule xanes_train:
         ENV
     shell:
         "xtalspec xanes train --dataset {input:q} --element {wildcards.element} --model {wildcards.model} "
-        "--config '{params.config}' --out {output:q} > {log:q} 2>&1"
+        "--config {params.config:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule xanes_bundle:
@@ -127,7 +176,7 @@ rule xanes_bundle:
     conda:
         ENV
     shell:
-        "xtalspec xanes bundle --dataset {input:q} --element {wildcards.element} --config '{params.config}' "
+        "xtalspec xanes bundle --dataset {input:q} --element {wildcards.element} --config {params.config:q} "
         "--out-dir \"$(dirname {output:q})\" > {log:q} 2>&1"
 
 
@@ -159,7 +208,7 @@ rule xanes_report:
     shell:
         "xtalspec xanes report --dataset {input.dataset:q} --predictions {input.predictions:q} "
         "--tables \"$(dirname {output.table1:q})\" --figures \"$(dirname {output.figure3:q})\" "
-        "--config '{params.config}' > {log:q} 2>&1"
+        "--config {params.config:q} > {log:q} 2>&1"
 
 
 rule xanes_table1:

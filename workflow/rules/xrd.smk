@@ -151,7 +151,7 @@ rule xrd_table3_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report table3 --predictions {input:q} --range {params.range} "
+        "xtalspec xrd report table3 --predictions {input:q} --range {params.range:q} "
         "--csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
@@ -210,7 +210,7 @@ rule xrd_confusion_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report confusion --predictions {input:q} --range {params.range} "
+        "xtalspec xrd report confusion --predictions {input:q} --range {params.range:q} "
         "--template {params.template:q} > {log:q} 2>&1"
 
 
@@ -252,7 +252,7 @@ rule xrd_topk_report:
     conda:
         ENV
     shell:
-        "xtalspec xrd report topk --predictions {input:q} --range {params.range} "
+        "xtalspec xrd report topk --predictions {input:q} --range {params.range:q} "
         "--template {params.template:q} > {log:q} 2>&1"
 
 

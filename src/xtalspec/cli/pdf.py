@@ -76,7 +76,7 @@ def cmd_predict(args) -> int:
 
     if args.out:
         check_output_path(args.out)
-    result = predict_pdf(args.file, args.models, top=args.top)
+    result = predict_pdf(args.file, args.models, top=args.top, radiation=args.radiation)
     print(result.text)
     if args.out:
         result.write(args.out)
@@ -140,5 +140,7 @@ def register(sub) -> None:
     p.add_argument("file")
     p.add_argument("--models", default="results/pdf/models", help="folder holding <name>/model.pt")
     p.add_argument("--top", type=positive_int, default=6)
+    p.add_argument("--radiation", choices=["x-ray", "neutron"], default=None,
+                   help="the PDF's radiation when its header does not say (or says wrongly)")
     p.add_argument("--out", default=None, help="write the ranking (CSV) here")
     p.set_defaults(func=cmd_predict)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..spectra.xanes_labels import LABELS
+from ..spectra.xanes_labels import COMPARE_DISTANCE_FACTOR, DEFAULT_DISTANCE_FACTOR, LABELS
 from ..utils.atomic import check_output_path
 from ..utils.gpu_slots import wants_gpu
 from .main import config_device, json_arg
@@ -34,14 +34,34 @@ def cmd_feff(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from ..datasets.xanes_cache import build_cache
+    from ..datasets.xanes_cache import DEFAULT_QUOTA, build_cache
 
-    quota = {c: (None if n is None or n < 0 else n) for c, n in zip(LABELS, args.quota)}
+    quota = (dict(DEFAULT_QUOTA) if args.quota is None
+             else {c: (None if n < 0 else n) for c, n in zip(LABELS, args.quota)})
     summary = build_cache(args.structures, args.elements, args.cache, args.rejects, args.workroot,
                           preset=args.preset, quota=quota, max_elements=args.max_elements,
                           max_atoms=args.max_atoms, seed=args.seed, timeout_s=args.timeout,
                           max_seconds=args.hours * 3600 if args.hours else None, max_sites=args.max_sites)
     print(json.dumps(summary))
+    return 0
+
+
+def cmd_from_cache(args) -> int:
+    from ..datasets.xanes_cache import write_element_from_cache
+
+    print(json.dumps(write_element_from_cache(args.cache, args.cache_rejects, args.element, args.sites, args.spectra,
+                                              args.rejects)))
+    return 0
+
+
+def cmd_check_cache(args) -> int:
+    from ..datasets.xanes_cache import verify_cache
+    from ..utils.atomic import atomic_write_text
+
+    summary = verify_cache(args.cache, args.structures, args.n_sites, args.seed, args.workroot, timeout_s=args.timeout)
+    atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
+    print(f"{summary['n_checked']} cached sites recomputed: max |Δμ| {summary['max_abs_d_mu']:.3g} "
+          f"({summary['max_rel_d_mu']:.3g} of the maximum; tolerance {summary['mu_rel_tol']:g})")
     return 0
 
 
@@ -131,8 +151,8 @@ def register(sub) -> None:
     p.add_argument("--element", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--rejects", required=True)
-    p.add_argument("--distance-factor", type=float, default=1.2)
-    p.add_argument("--compare-factor", type=float, default=1.4)
+    p.add_argument("--distance-factor", type=float, default=DEFAULT_DISTANCE_FACTOR)
+    p.add_argument("--compare-factor", type=float, default=COMPARE_DISTANCE_FACTOR)
     p.add_argument("--max-per-class", default=None, help='JSON, e.g. {"T4": 8, "S5": 6, "O6": 10}')
     p.add_argument("--max-structures", type=int, default=None)
     p.add_argument("--max-elements", type=int, default=None)
@@ -159,8 +179,8 @@ def register(sub) -> None:
     p.add_argument("--rejects", required=True, help="Parquet file of the sites FEFF could not compute")
     p.add_argument("--workroot", required=True, help="folder of the per-site FEFF work directories")
     p.add_argument("--preset", choices=["fast", "reference"], default="fast")
-    p.add_argument("--quota", type=int, nargs=3, default=[20, 20, 25], metavar=LABELS,
-                   help="sites per class and element (-1 = no limit)")
+    p.add_argument("--quota", type=int, nargs=3, default=None, metavar=LABELS,
+                   help="sites per class and element (-1 = no limit; default: the cache's DEFAULT_QUOTA)")
     p.add_argument("--max-elements", type=int, default=5)
     p.add_argument("--max-atoms", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
@@ -168,6 +188,26 @@ def register(sub) -> None:
     p.add_argument("--hours", type=float, default=None, help="stop starting new sites after this long")
     p.add_argument("--max-sites", type=int, default=None, help="stop after this many new sites")
     p.set_defaults(func=cmd_cache)
+
+    p = xsub.add_parser("from-cache", help="one element's sites, spectra and FEFF rejects taken from the cache")
+    p.add_argument("--cache", required=True)
+    p.add_argument("--cache-rejects", required=True)
+    p.add_argument("--element", required=True)
+    p.add_argument("--sites", required=True, help="sites table to write")
+    p.add_argument("--spectra", required=True, help="spectra (FEFF-shard form) to write")
+    p.add_argument("--rejects", required=True, help="the element's FEFF rejects to write")
+    p.set_defaults(func=cmd_from_cache)
+
+    p = xsub.add_parser("check-cache", help="recompute a seeded sample of cached sites with FEFF and compare "
+                                            "(exit 2 and the sites named when they differ)")
+    p.add_argument("--cache", required=True)
+    p.add_argument("--structures", nargs="+", required=True, help="structure shards holding the cached structures")
+    p.add_argument("--n-sites", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workroot", required=True, help="folder of the fresh FEFF work directories")
+    p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--out", required=True, help="the comparison (JSON)")
+    p.set_defaults(func=cmd_check_cache)
 
     p = xsub.add_parser("dataset", help="grid, scaling, duplicates, pre-edge cutoff (Table I)")
     p.add_argument("--spectra", nargs="+", required=True)

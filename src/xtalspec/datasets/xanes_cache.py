@@ -61,6 +61,12 @@ def feff_version() -> str:
         return "feff10-rs unknown"
 
 
+def rejects_path_for(cache_path) -> Path:
+    """The rejects file that goes with a cache: ``<stem>_rejects.parquet`` beside it."""
+    cache_path = Path(cache_path)
+    return cache_path.with_name(f"{cache_path.stem}_rejects{cache_path.suffix}")
+
+
 def read_cache(path) -> pd.DataFrame:
     """The cache's rows (an empty frame with the cache's columns when the file does not exist)."""
     if path is None or not Path(path).exists():

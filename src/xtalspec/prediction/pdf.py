@@ -22,7 +22,6 @@ GRID_MIN, GRID_MAX = RMIN, RMAX  # the model's r grid (spectra/pdf.py)
 MIN_POINTS_ON_GRID = 10
 MIN_STEP_A = 1e-4  # a finer r step is not a measured G(r)
 R_EXTENT_A = (0.0, 1000.0)
-_HEADER_VALUE = re.compile(r"^\W*(qmax|qmin|qdamp|qbroad|rmax|rmin|rstep)\s*[=:]\s*([-+0-9.eE]+)", re.IGNORECASE)
 
 
 class PDFFileError(ValueError):
@@ -38,35 +37,139 @@ def _floats(line: str) -> list[float] | None:
         return None
 
 
-def read_gr(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(r, G, header values). The data are the numeric rows after the last header line."""
-    path = Path(path)
-    text = read_data_text(path, PDFFileError)
-    header, rows = {}, []
-    for line in text.splitlines():
-        match = _HEADER_VALUE.match(line)
-        if match and not rows:
-            header[match.group(1).lower()] = float(match.group(2))
+_START_DATA = re.compile(r"^#{2,}\s*start\s+data", re.IGNORECASE)
+_HEADER_PAIR = re.compile(r"\b(qmax|qmin|qdamp|qbroad|rmax|rmin|rstep)\s*[=:]\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)",
+                          re.IGNORECASE)
+_NEUTRON = re.compile(r"neutron|get_npdf|pdfgetn|\bmode\s*[=:]\s*(?:neutron|n)\b", re.IGNORECASE)
+_XRAY = re.compile(r"x-?ray|get_xpdf|pdfgetx|\bmode\s*[=:]\s*xray\b", re.IGNORECASE)
+
+
+@dataclasses.dataclass
+class MeasuredPDF:
+    """A measured G(r) as read: r (Å, increasing), G, header values, radiation, what was read."""
+
+    r: np.ndarray
+    g: np.ndarray
+    header: dict
+    radiation: str | None  # "x-ray", "neutron" or None (not stated)
+    layout: str            # how the data were found (start-data marker, RMCProfile count, last block)
+    normalisation: str     # "G(r)" or "r(g(r)-1) from g(r)"
+
+
+def _header_values(lines: list[str]) -> dict:
+    """qmax, qmin, qdamp, qbroad, rmax, rmin, rstep from ``key = value`` pairs anywhere in the header
+    (several on a line, as PDFgetX2 writes them); the first value of a key wins."""
+    header = {}
+    for line in lines:
+        for key, value in _HEADER_PAIR.findall(line):
+            header.setdefault(key.lower(), float(value))
+    return header
+
+
+def _radiation(lines: list[str]) -> str | None:
+    text = "\n".join(lines)
+    neutron, xray = bool(_NEUTRON.search(text)), bool(_XRAY.search(text))
+    if neutron and not xray:
+        return "neutron"
+    if xray and not neutron:
+        return "x-ray"
+    if neutron and xray:  # e.g. a PDFgetX2 header naming both: the program's own banner decides
+        return "neutron" if re.search(r"get_npdf|pdfgetn", text, re.IGNORECASE) else "x-ray"
+    return None
+
+
+def _numeric_block(path, lines: list[tuple[int, str]], strict: bool) -> tuple[list[list[float]], int]:
+    """The (r, G) rows of ``lines``: ``#`` lines (``#S``, ``#L``) are skipped. With ``strict`` a
+    non-numeric line after the data began is an error; otherwise the data are the last run of
+    numeric rows (numeric lines inside a header are not data), and a non-numeric line after
+    that run is an error. Returns the rows and the line number of the first."""
+    blocks, rows, junk, start = [], [], None, 0
+    for number, line in lines:
         stripped = line.strip()
         if not stripped or stripped[0] in "#!;[":
             continue
         values = _floats(stripped)
         if values is None or len(values) < 2:
+            if rows and strict:
+                raise PDFFileError(path, f"line {number}: non-numeric line after the data began: {stripped[:60]!r}")
             if rows:
-                raise PDFFileError(path, f"non-numeric line after the data began: {stripped[:60]!r}")
-            continue  # still in a header
+                blocks.append((rows, start))
+                rows, junk = [], (number, stripped)
+            continue
+        if rows and len(values) != len(rows[0]) and not strict:
+            blocks.append((rows, start))
+            rows = []
+        if not rows:
+            start = number
         rows.append(values[:2])
+    if rows:
+        return rows, start
+    if blocks and junk is not None:
+        raise PDFFileError(path, f"line {junk[0]}: non-numeric line after the data began: {junk[1][:60]!r}")
+    return blocks[-1] if blocks else ([], 0)
+
+
+def _column_label(lines: list[str]) -> str:
+    for line in reversed(lines):
+        stripped = line.strip()
+        if stripped.startswith("#L"):
+            return stripped[2:].strip()
+    return ""
+
+
+def read_pdf_file(path: str | Path) -> MeasuredPDF:
+    """Read a measured PDF file of any of the usual layouts:
+
+    * PDFgetX2 / PDFgetX3 / PDFgetN / xPDFsuite / Mantid ``.gr``: the data follow the last
+      ``#### start data`` line (``#S`` and ``#L`` lines skipped, four columns r G dr dG kept to
+      r G); everything before it is header, numeric table lines included;
+    * RMCProfile: the first line is the number of points, the second a title;
+    * anything else (plain two or more columns, PDFgui fit output): the last run of numeric
+      rows, after any header.
+
+    Header ``key = value`` pairs give qmax, qdamp, … and the radiation (x-ray or neutron) when
+    the header names it. A ``#L`` column label ``g(r)`` (the pair distribution function, not
+    G(r)) is converted to r(g(r) − 1), which is G(r) up to the factor 4πρ₀ that the model's
+    min–max scaling removes."""
+    path = Path(path)
+    text = read_data_text(path, PDFFileError)
+    lines = text.splitlines()
+    numbered = list(enumerate(lines, 1))
+    markers = [i for i, line in numbered if _START_DATA.match(line.strip())]
+    first = lines[0].strip() if lines else ""
+    if markers:
+        head, body, layout, strict = lines[:markers[-1] - 1], numbered[markers[-1]:], "start-data marker", True
+    elif re.fullmatch(r"\d+", first) and len(lines) > 2:
+        count = int(first)
+        head, body, layout, strict = lines[:2], numbered[2:], "RMCProfile (count, title, data)", True
+        if count < 1:
+            raise PDFFileError(path, f"RMCProfile header says {count} points")
+    else:
+        head, body, layout, strict = [], numbered, "last block of numeric rows", False
+    rows, first_row = _numeric_block(path, body, strict)
     if not rows:
         raise PDFFileError(path, "no numeric (r, G) rows found")
+    if layout.startswith("last"):
+        head = lines[:first_row - 1]
     data = np.array(rows, dtype=float)
     if not np.isfinite(data).all():
         raise PDFFileError(path, "non-finite values in the data")
-    order = np.argsort(data[:, 0])
+    order = np.argsort(data[:, 0], kind="stable")
     r, g = data[order, 0], data[order, 1]
     check_axis(r, path, PDFFileError, "r", "Å", MIN_STEP_A, R_EXTENT_A)
+    label = _column_label(head + [line for _, line in body[:5]])
+    normalisation = "G(r)"
+    if re.search(r"(^|\s)g\(r\)", label):  # lower-case g(r): the pair distribution function
+        g, normalisation = r * (g - 1.0), "r(g(r)-1) from g(r)"
     if np.ptp(g) == 0:
         raise PDFFileError(path, f"G(r) is constant ({g[0]:g} everywhere): no pair correlations to read")
-    return r, g, header
+    return MeasuredPDF(r, g, _header_values(head), _radiation(head), layout, normalisation)
+
+
+def read_gr(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(r, G, header values) of a measured PDF file (:func:`read_pdf_file`)."""
+    measured = read_pdf_file(path)
+    return measured.r, measured.g, measured.header
 
 
 def check_grid_overlap(path, r: np.ndarray) -> None:
@@ -82,12 +185,21 @@ class PDFPrediction:
     header: dict
     data_rmax: float
     ranking: pd.DataFrame
+    radiation: str | None = None
+    layout: str = ""
+    normalisation: str = "G(r)"
 
     @property
     def text(self) -> str:
         notes = [f"{k} = {self.header[k]:g} (model trained at {PAPER_PARAMS[k]:g})"
                  for k in ("qmax", "qdamp", "qmin", "qbroad") if k in self.header]
-        lines = [f"{self.source}: data to r = {self.data_rmax:.2f} Å (zero beyond, as in training's rmax sweep)"]
+        lines = [f"{self.source}: data to r = {self.data_rmax:.2f} Å (zero beyond, as in training's rmax sweep); "
+                 f"read by {self.layout}" + (f"; {self.normalisation}" if self.normalisation != "G(r)" else "")]
+        if self.radiation == "neutron":
+            lines.append("radiation: neutron — these models were trained on X-ray PDFs; atoms with negative "
+                         "scattering lengths (Mn, Ti, H, …) turn peaks over: treat the ranking with caution")
+        elif self.radiation:
+            lines.append(f"radiation: {self.radiation}")
         lines += notes + ["", self.ranking.to_string(index=False, float_format="%.3f")]
         return "\n".join(lines)
 
@@ -103,23 +215,30 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def predict_pdf(path: str | Path, models_dir: str | Path, top: int = 6) -> PDFPrediction:
-    from ..spectra.pdf import model_input
+def predict_pdf(path: str | Path, models_dir: str | Path, top: int = 6, radiation: str | None = None) -> PDFPrediction:
+    """Rank the space groups of a measured PDF by the mean probability of every trained model
+    (each model's own probability beside it). ``radiation`` overrides what the header says."""
     from ..models.checkpoints import load_pdf_model
     from ..models.checkpoints import pdf_probabilities as probabilities
+    from ..spectra.pdf import model_input
 
-    r, g, header = read_gr(path)
+    measured = read_pdf_file(path)
+    r, g = measured.r, measured.g
     check_grid_overlap(path, r)
     x = model_input(r, g, data_rmax=float(r.max()))[None, :].astype(np.float32)
     columns = {}
     groups = None
     for name, model_path in find_models(models_dir).items():
         model, meta = load_pdf_model(model_path)
+        if groups is not None and list(meta["spacegroups"]) != list(groups):
+            raise ValueError(f"{model_path}: its space groups differ from the other models' under {models_dir}")
         columns[name] = probabilities(model, x)[0]
         groups = meta["spacegroups"]
-    first = next(iter(columns))
-    order = np.argsort(-columns[first])[:top]
-    ranking = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "spacegroup": [groups[i] for i in order]})
+    mean = np.mean(list(columns.values()), axis=0)
+    order = np.argsort(-mean, kind="stable")[:top]
+    ranking = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "spacegroup": [groups[i] for i in order],
+                            "p_mean": mean[order]})
     for name, p in columns.items():
         ranking[f"p_{name}"] = p[order]
-    return PDFPrediction(str(path), header, float(r.max()), ranking)
+    return PDFPrediction(str(path), measured.header, float(r.max()), ranking, radiation or measured.radiation,
+                         measured.layout, measured.normalisation)
