@@ -84,6 +84,8 @@ def test_same_seed_same_metrics_and_different_seed_differs(dataset_path, tmp_pat
     assert strip(a) != strip(c)
     pa_, pb = pd.read_parquet(tmp_path / "a/predictions.parquet"), pd.read_parquet(tmp_path / "b/predictions.parquet")
     assert np.array_equal(np.stack(pa_["probabilities"]), np.stack(pb["probabilities"]))
+    # two identical runs write byte-identical weights (no temporary name or time inside the file)
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
     model, meta = load_member(tmp_path / "a/model.pt")
     assert meta["seed"] == 1 and meta["spacegroups"] == [136, 221, 225]
 
