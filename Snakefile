@@ -24,6 +24,7 @@ include: "workflow/rules/xanes.smk"
 include: "workflow/rules/mof.smk"
 include: "workflow/rules/thesis.smk"
 include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/validate.smk"
 
 
 rule all:

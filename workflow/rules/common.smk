@@ -296,3 +296,21 @@ def thesis_report_inputs(wildcards):
         target = comp["transfer"]["target"]
         inputs["transfer"] = str(THESIS_OUT / f"compositions/{target}/transfer/predictions.parquet")
     return inputs
+
+
+# --- validation on measured data ------------------------------------------------
+
+VALIDATION = config["validation"]
+VALIDATION_OUT = RESULTS / "validation"
+
+
+def validation_models(kind):
+    if kind == "xrd":
+        return member_files("model.pt")
+    if kind == "pdf":
+        return [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
+    return [str(XANES_OUT / f"models/{element}/bundle.json") for element in XANES["elements"]]
+
+
+def validation_models_dir(kind):
+    return {"xrd": XRD_OUT / "models", "pdf": PDF_OUT / "models", "xanes": XANES_OUT / "models"}[kind]

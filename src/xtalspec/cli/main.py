@@ -20,7 +20,7 @@ log = logging.getLogger("xtalspec")
 DESCRIPTION = "Command line: ``xtalspec <command>``. Workflow rules call these; so can users."
 
 #: the modules (of this package) whose ``register(sub)`` adds the commands, in help order
-SYSTEMS = ("structures", "xrd", "pdf", "xanes", "mof", "compositions", "thesis", "bench")
+SYSTEMS = ("structures", "xrd", "pdf", "xanes", "mof", "compositions", "thesis", "bench", "validate")
 
 
 def json_arg(text: str | None):
