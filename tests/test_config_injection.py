@@ -93,13 +93,18 @@ def test_no_config_string_reaches_the_shell_unquoted(tmp_path, variant):
     (tmp_path / "payload.yaml").write_text(yaml.safe_dump(config))
     work = tmp_path / "work"
     work.mkdir()
-    # the user's measured MOF data are rule inputs: they must exist (named by the payloads)
+    # files named by path keys are rule inputs: they must exist (named by the payloads)
+    from xtalspec.datasets.xanes_cache import rejects_path_for
+
     (work / config["mof"]["measured_noise_dir"]).mkdir()
-    (work / config["mof"]["measured_test"]).write_text("file,label\n")
+    for name in (config["mof"]["measured_test"], *config["validation"].values()):
+        (work / name).write_text("file,label\n")
+    for name in (config["xanes"]["feff"]["cache"], rejects_path_for(config["xanes"]["feff"]["cache"])):
+        (work / name).write_bytes(b"")
     dry = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
          str(ROOT / "config" / "config.yaml"), str(tmp_path / "payload.yaml"), "-n", "-p", "--cores", "1", "all",
-         "benchmark"],
+         "benchmark", "validate"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     commands = [line.split("Shell command: ", 1)[1] for line in (dry.stdout + dry.stderr).splitlines()
@@ -108,7 +113,8 @@ def test_no_config_string_reaches_the_shell_unquoted(tmp_path, variant):
     reached = {m for m in markers if any(m in c for c in commands)}
     # the keys that reach a shell command at all (the others only select or are read by Python)
     for key in ("results", "thesis.compositions.oqmd.filter", "thesis.compositions.oqmd.base_url",
-                "structures.sources.cod.base_url", "structures.sources.cif_dir.path"):
+                "structures.sources.cod.base_url", "structures.sources.cif_dir.path", "xanes.feff.cache",
+                "validation.xrd"):
         assert any(markers[m] == key for m in reached), key
     env = dict(os.environ, PATH=f"{_stub_bin(tmp_path / 'bin')}:{os.environ['PATH']}")
     for command in commands:
