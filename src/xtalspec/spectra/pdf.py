@@ -18,6 +18,16 @@ PDFfit2 (libpdffit2 ``DataSet::determine``, ``Phase::setup_weights``, ``applyQma
   A disordered site is thus the occupancy-weighted sum over its species (one "virtual atom";
   PDFfit2 would place the species as separate atoms on the same position, which gives the
   same pairs, since coincident atoms (r_ij < 0.1 A) are skipped there as here).
+* Neutrons (``radiation="neutron"``): f_s is the bound coherent scattering length b_c of the
+  element (natural isotopic mixture; D and T their own), from the packaged table
+  ``xtalspec/data/neutron_scattering_lengths.csv`` (Sears 1992, provenance in its header), as
+  PDFfit2 does for neutron data. The pair weights of G(r) are then b_i b_j / <b>^2: an element
+  with a negative b (H, Li, Ti, V, Mn, ...) paired with a positive one gives a *negative* peak
+  (a Mn-O first peak points down in a neutron PDF and up in an X-ray one). When <b> is close to
+  zero (|<b>| < 1e-3 of the occupancy-weighted mean |b|: a "null matrix" such as Ti-Zr alloys
+  made to have no coherent scattering) the normalisation is undefined: PDFError
+  "null average scattering length". An element without a tabulated b_c: PDFError
+  "no neutron scattering length".
 * Peak T: a normalised Gaussian of r - r_ij with, as PDFfit2 (``NEW_SHARP``) writes it,
 
       s_ij = s'_ij sqrt(1 - delta1/r_ij - delta2/r_ij^2 + Qbroad^2 r_ij^2),   s'_ij^2 = U_i + U_j
@@ -55,6 +65,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -85,6 +96,11 @@ SYMMETRY_MIN_WORK = 3e5  # site pairs x translations below which spglib (~3 ms) 
 CHUNK = 4_000_000  # (site pairs x translations) evaluated at once in the neighbour search
 
 
+RADIATIONS = ("x-ray", "neutron")  # the scattering weights pdf() knows
+NEUTRON_TABLE = "neutron_scattering_lengths.csv"  # package data: b_c in fm (Sears 1992)
+NULL_MEAN_B = 1e-3  # |<b>| below this share of <|b|>: no usable normalisation (null-scattering matrix)
+
+
 class PDFError(ValueError):
     """A structure the calculator cannot handle; ``reason`` is a short tag for a rejects table."""
 
@@ -112,15 +128,72 @@ def _atomic_number(species) -> int:
     return z
 
 
-def site_weights(structure) -> tuple[np.ndarray, np.ndarray]:
-    """Per site: total occupancy sum_s c_s and scattering power f_i = sum_s c_s Z_s."""
+@functools.lru_cache(maxsize=1)
+def neutron_scattering_lengths() -> dict[str, float]:
+    """Element symbol (and D, T) -> bound coherent scattering length b_c in fm, read once from
+    the packaged table (Sears 1992; its header says how it was made)."""
+    import csv
+    from importlib import resources
+
+    text = resources.files("xtalspec").joinpath("data", NEUTRON_TABLE).read_text()
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return {row["symbol"]: float(row["b_c_fm"]) for row in rows}
+
+
+def _hydrogen_isotope(species) -> str | None:
+    """'D' or 'T' for deuterium/tritium (pymatgen keeps them as H with name 'D'/'T'), else None."""
+    for obj in (species, getattr(species, "element", None)):
+        if getattr(obj, "name", None) in ("D", "T"):
+            return obj.name
+    match = re.match(r"^([A-Z][a-z]?)", str(species))
+    return match.group(1) if match is not None and match.group(1) in ("D", "T") else None
+
+
+def neutron_scattering_length(species) -> float:
+    """b_c (fm) of a pymatgen Element/Species or a symbol such as 'Mn3+' or 'D' (deuterium keeps
+    its own b_c, unlike the X-ray weights); PDFError when the element has none in the table."""
+    from .form_factors import element_symbol
+
+    text = str(getattr(species, "symbol", species))
+    table = neutron_scattering_lengths()
+    isotope = _hydrogen_isotope(species)
+    if isotope is not None:
+        return table[isotope]
+    try:
+        symbol = element_symbol(species)
+    except (KeyError, ValueError, AttributeError):
+        raise PDFError("unknown element", text) from None
+    if symbol not in table:
+        raise PDFError("no neutron scattering length", f"{text}: not in {NEUTRON_TABLE}")
+    return table[symbol]
+
+
+def _scattering_power(species, radiation: str) -> float:
+    if radiation == "x-ray":
+        return float(_atomic_number(species))
+    if radiation == "neutron":
+        return neutron_scattering_length(species)
+    raise ValueError(f"unknown radiation {radiation!r}; choose from {RADIATIONS}")
+
+
+def site_weights(structure, radiation: str = "x-ray") -> tuple[np.ndarray, np.ndarray]:
+    """Per site: total occupancy sum_s c_s and scattering power f_i = sum_s c_s f_s, with f_s = Z
+    (X-rays) or the coherent scattering length b_c in fm (neutrons; may be negative)."""
     occ = np.zeros(len(structure))
     power = np.zeros(len(structure))
     for i, site in enumerate(structure):
         for species, c in site.species.items():
             occ[i] += c
-            power[i] += c * _atomic_number(species)
+            power[i] += c * _scattering_power(species, radiation)
     return occ, power
+
+
+def _mean_abs_power(structure, radiation: str) -> float:
+    """sum over sites and species of c_s |f_s|, per atom: the scale <|f|> of the null-average check."""
+    total = sum(c * abs(_scattering_power(species, radiation)) for site in structure
+                for species, c in site.species.items())
+    occupancy = sum(c for site in structure for c in site.species.values())
+    return total / occupancy if occupancy > 0 else 0.0
 
 
 def _symmetry_centres(structure) -> tuple[np.ndarray, np.ndarray]:
@@ -164,13 +237,16 @@ def _translations(lattice: np.ndarray, reach: float) -> np.ndarray:
 def pair_distances(structure, centres: np.ndarray, centre_weights: np.ndarray, weights: np.ndarray,
                    rcut: float) -> tuple[np.ndarray, np.ndarray]:
     """Distances d (MIN_PAIR_DISTANCE <= d <= rcut) from every centre site to every atom of the
-    infinite crystal, and the weight centre_weights[c] * weights[j] of each pair."""
+    infinite crystal, and the weight centre_weights[c] * weights[j] of each pair. Weights may
+    carry a trailing axis ([n, k]: k weight sets, e.g. X-ray and neutron, from one search); the
+    pair weights are then [pairs, k]."""
     lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
     frac = np.asarray(structure.frac_coords, dtype=np.float64)
     diff = frac[None, :, :] - frac[centres, None, :]  # centre -> j, [c, n, 3]
     diff -= np.round(diff)  # nearest image in fractional terms
     cart = (diff @ lattice).reshape(-1, 3)
-    pair_w = (centre_weights[:, None] * weights[None, :]).ravel()
+    centre_weights, weights = np.asarray(centre_weights, np.float64), np.asarray(weights, np.float64)
+    pair_w = (centre_weights[:, None] * weights[None, :]).reshape((len(cart),) + weights.shape[1:])
     c2 = np.einsum("ij,ij->i", cart, cart)
     trans = _translations(lattice, rcut + float(np.sqrt(c2.max())))
     t2 = np.einsum("ij,ij->i", trans, trans)
@@ -182,7 +258,7 @@ def pair_distances(structure, centres: np.ndarray, centre_weights: np.ndarray, w
         d2 = c2[sl, None] + t2[None, :] + 2.0 * (cart[sl] @ trans.T)
         keep = (d2 <= rcut2) & (d2 >= rmin2)
         dists.append(np.sqrt(d2[keep]))
-        wts.append(np.repeat(pair_w[sl], np.count_nonzero(keep, axis=1)))
+        wts.append(np.repeat(pair_w[sl], np.count_nonzero(keep, axis=1), axis=0))
     return np.concatenate(dists), np.concatenate(wts)
 
 
@@ -242,18 +318,25 @@ def qmax_termination(y: np.ndarray, dr: float, qmax: float, qmin: float = 0.0) -
 # ---------------------------------------------------------------- the PDF
 
 
-def _scatterers(structure) -> tuple[float, float, np.ndarray]:
-    """Total occupancy N, number density rho0 = N / V and site weights w_i = f_i / <f>."""
+def _scatterers(structure, radiation: str = "x-ray") -> tuple[float, float, np.ndarray]:
+    """Total occupancy N, number density rho0 = N / V and site weights w_i = f_i / <f>
+    (neutrons: b_i / <b>, PDFError when <b> is about zero)."""
+    if radiation not in RADIATIONS:
+        raise ValueError(f"unknown radiation {radiation!r}; choose from {RADIATIONS}")
     if len(structure) == 0:
         raise PDFError("no sites")
-    occ, power = site_weights(structure)
+    occ, power = site_weights(structure, radiation)
     n_atoms = float(occ.sum())
     if n_atoms <= 0:
         raise PDFError("no atoms", "total occupancy is zero")
     rho0 = n_atoms / structure.volume
     if not RHO_MIN <= rho0 <= RHO_MAX:
         raise PDFError("absurd density", f"{rho0:.3g} atoms/A^3")
-    return n_atoms, rho0, power / (power.sum() / n_atoms)
+    mean = power.sum() / n_atoms
+    if radiation == "neutron" and abs(mean) < NULL_MEAN_B * _mean_abs_power(structure, radiation):
+        raise PDFError("null average scattering length",
+                       f"<b> = {mean:.3g} fm against <|b|> = {_mean_abs_power(structure, radiation):.3g} fm")
+    return n_atoms, rho0, power / mean
 
 
 def _grid(rmin: float, rmax: float, rstep: float, rext: float, uiso: float, qbroad: float):
@@ -286,18 +369,20 @@ def _pairs(structure, weights: np.ndarray, rcut: float, use_symmetry: bool):
 @single_blas_thread()  # the neighbour search's [pairs, 3] x [3, translations] products are small
 def pdf(structure, rmin: float = RMIN, rmax: float = RMAX, qmin: float = QMIN, qmax: float = QMAX,
         qdamp: float = QDAMP, qbroad: float = QBROAD, uiso: float = UISO, rstep: float = RSTEP,
-        termination: bool = True, apply_qmin: bool = False, use_symmetry: bool = True
-        ) -> tuple[np.ndarray, np.ndarray]:
+        termination: bool = True, apply_qmin: bool = False, use_symmetry: bool = True,
+        radiation: str = "x-ray") -> tuple[np.ndarray, np.ndarray]:
     """Reduced PDF G(r) (1/A^2) of a periodic crystal on r = rmin, rmin + rstep, ..., rmax.
 
-    PDFgui/PDFfit2 convention (see the module docstring): X-ray weights f = Z, peak width
+    PDFgui/PDFfit2 convention (see the module docstring): X-ray weights f = Z, or with
+    ``radiation="neutron"`` the coherent scattering lengths b_c, so that a pair weighs
+    f_i f_j / <f>^2 (b_i b_j / <b>^2: negative for pairs of opposite-sign b); peak width
     sqrt(2 Uiso (1 + Qbroad^2 r^2)), baseline -4 pi rho0 r, Qdamp envelope, Qmax termination by
     FFT on the grid from r ~ 0 to rmax + six ripples. ``qmin`` only acts with ``apply_qmin``.
     Raises PDFError (with ``.reason``) for structures it cannot handle.
     """
     if not (0 <= rmin < rmax and rstep > 0 and uiso > 0 and qdamp >= 0 and qbroad >= 0):
         raise ValueError(f"bad PDF parameters: rmin={rmin} rmax={rmax} rstep={rstep} uiso={uiso}")
-    n_atoms, rho0, weights = _scatterers(structure)
+    n_atoms, rho0, weights = _scatterers(structure, radiation)
     terminate = termination and qmax > 0
     rext = N_RIPPLES * 2.0 * math.pi / qmax if terminate else 0.0
     k0, r0, n_out, n_src, rcut = _grid(rmin, rmax, rstep, rext, uiso, qbroad)
