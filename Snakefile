@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
 include: "workflow/rules/pdf.smk"
+include: "workflow/rules/pdf_deploy.smk"
 include: "workflow/rules/xanes.smk"
 include: "workflow/rules/mof.smk"
 include: "workflow/rules/thesis.smk"
@@ -32,6 +33,7 @@ rule all:
         rules.structures.input,
         rules.xrd.input,
         rules.pdf.input,
+        rules.pdf_deploy.input,
         rules.xanes.input,
         rules.mof.input,
         rules.thesis.input,

@@ -163,6 +163,32 @@ def pdf_sweep_outputs(parameter):
     ]
 
 
+# PDF deploy models (predict-pdf's default): one per radiation, under results/pdf/deploy/{xray,neutron}/
+PDF_DEPLOY = PDF["deploy"]  # every key has a schema default
+PDF_DEPLOY_OUT = PDF_OUT / "deploy"
+PDF_RADIATION_DIRS = {"x-ray": "xray", "neutron": "neutron"}  # = xtalspec.prediction.pdf.DEPLOY_SUBDIRS
+PDF_RADIATION_NAMES = {folder: name for name, folder in PDF_RADIATION_DIRS.items()}
+
+
+def pdf_deploy_enabled():
+    return bool(PDF_DEPLOY["enabled"])
+
+
+def pdf_deploy_files(name):
+    """One file per deploy model (``model.pt``, ``summary.json``, …); none when deploy is off."""
+    if not pdf_deploy_enabled():
+        return []
+    return [str(PDF_DEPLOY_OUT / f"{PDF_RADIATION_DIRS[r]}/{name}") for r in PDF_DEPLOY["radiations"]]
+
+
+def pdf_deploy_shard_files(radiation_dir):
+    return [
+        str(PDF_DEPLOY_OUT / f"profiles/{src}/{radiation_dir}-{shard}.parquet")
+        for src, shard in structure_shards()
+        if src in PDF["sources"]
+    ]
+
+
 XANES = config["xanes"]
 XANES_OUT = RESULTS / "xanes"
 XANES_MODELS = ("mlp", "cnn")
@@ -307,10 +333,11 @@ VALIDATION_OUT = RESULTS / "validation"
 def validation_models(kind):
     if kind == "xrd":
         return member_files("model.pt")
-    if kind == "pdf":
-        return [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
+    if kind == "pdf":  # the deploy models (predict-pdf's default), else the paper's
+        return pdf_deploy_files("model.pt") or [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
     return [str(XANES_OUT / f"models/{element}/bundle.json") for element in XANES["elements"]]
 
 
 def validation_models_dir(kind):
-    return {"xrd": XRD_OUT / "models", "pdf": PDF_OUT / "models", "xanes": XANES_OUT / "models"}[kind]
+    pdf = PDF_DEPLOY_OUT if pdf_deploy_enabled() else PDF_OUT / "models"
+    return {"xrd": XRD_OUT / "models", "pdf": pdf, "xanes": XANES_OUT / "models"}[kind]

@@ -71,6 +71,50 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_deploy_profiles(args) -> int:
+    from ..datasets.pdf_deploy import Augment, write_deploy_shard
+
+    outputs = {radiation: path for radiation, path in (("x-ray", args.out_xray), ("neutron", args.out_neutron)) if path}
+    if not outputs:
+        raise ValueError("give --out-xray and/or --out-neutron")
+    augment = Augment.from_dict(json.loads(args.augment) if args.augment else None)
+    write_deploy_shard(args.structures, outputs, args.rejects, args.copies, args.seed, augment)
+    return 0
+
+
+def cmd_deploy_dataset(args) -> int:
+    from ..datasets.pdf_deploy import build_deploy_dataset
+    from ..utils.tables import write_frame
+
+    table, description = build_deploy_dataset(args.pdfs, args.radiation, args.min_per_group, args.holdout, args.seed)
+    if not description["spacegroups"]:
+        raise ValueError(f"no space group has {args.min_per_group} structures with a {args.radiation} PDF")
+    write_frame(table, description, args.out)
+    print(json.dumps({k: v for k, v in description.items() if k not in ("spacegroups", "group_sizes")}))
+    return 0
+
+
+@wants_gpu
+def cmd_deploy_train(args) -> int:
+    from ..training.loop import TrainConfig, set_deterministic
+    from ..training.pdf_deploy import train_deploy_model
+
+    set_deterministic()
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                      seed=args.seed, threads=args.threads, device=args.device)
+    summary = train_deploy_model(args.dataset, cfg, args.out, class_weight_power=args.class_weight_power)
+    print(f"{summary['radiation']}: held-out top-1 {summary['heldout_top1']:.3f}, top-6 {summary['heldout_top6']:.3f} "
+          f"({summary['n_groups']} groups, {summary['n_heldout']} held-out items)")
+    return 0
+
+
+def cmd_deploy_report(args) -> int:
+    from ..evaluation.pdf_deploy_report import write_deploy_report
+
+    write_deploy_report(args.summaries, args.md, args.json)
+    return 0
+
+
 def cmd_predict(args) -> int:
     from ..prediction.pdf import predict_pdf
 
@@ -136,11 +180,52 @@ def register(sub) -> None:
     p.add_argument("--figure", default=None, help="the sweep's figure (PNG)")
     p.set_defaults(func=cmd_sweep)
 
+    p = psub.add_parser("deploy-profiles", help="deploy-model inputs of one structure shard (X-ray and neutron)")
+    p.add_argument("--structures", required=True)
+    p.add_argument("--out-xray", default=None)
+    p.add_argument("--out-neutron", default=None)
+    p.add_argument("--rejects", required=True)
+    p.add_argument("--copies", type=positive_int, default=2, help="measured-like PDFs per structure and radiation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", default=None, help='JSON: {"qmax": [14, 30], "noise": 0.05, "scale": [0.5, 2]}')
+    p.set_defaults(func=cmd_deploy_profiles)
+
+    p = psub.add_parser("deploy-dataset", help="one radiation's deploy data: groups with enough structures, held-out split")
+    p.add_argument("--pdfs", nargs="+", required=True)
+    p.add_argument("--radiation", choices=["x-ray", "neutron"], required=True)
+    p.add_argument("--min-per-group", type=positive_int, default=20)
+    p.add_argument("--holdout", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_deploy_dataset)
+
+    p = psub.add_parser("deploy-train", help="train one deploy model (held-out curve, logits for calibration)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--epochs", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-decay", type=float, default=0.1)
+    p.add_argument("--class-weight-power", type=float, default=0.5, help="CE weights (N/N_class)^power")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_deploy_train)
+
+    p = psub.add_parser("deploy-report", help="the deploy models' held-out accuracy and validation curves")
+    p.add_argument("--summaries", nargs="+", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--json", required=True)
+    p.set_defaults(func=cmd_deploy_report)
+
     p = sub.add_parser("predict-pdf", help="space group from a measured G(r) (.gr or two columns)")
     p.add_argument("file")
-    p.add_argument("--models", default="results/pdf/models", help="folder holding <name>/model.pt")
+    p.add_argument("--models", default=None,
+                   help="default: the deploy models (results/pdf/deploy/{xray,neutron}/model.pt, chosen by the "
+                        "radiation); another folder: every <name>/model.pt in it (results/pdf/models: the paper's)")
     p.add_argument("--top", type=positive_int, default=6)
     p.add_argument("--radiation", choices=["x-ray", "neutron"], default=None,
-                   help="the PDF's radiation when its header does not say (or says wrongly)")
+                   help="the PDF's radiation when its header does not say (or says wrongly); picks the deploy "
+                        "model (not stated anywhere: x-ray, with a note)")
     p.add_argument("--out", default=None, help="write the ranking (CSV) here")
     p.set_defaults(func=cmd_predict)

@@ -65,10 +65,10 @@ def _rank_xrd(row, models):
 
 
 def _rank_pdf(row, models):
-    from ..prediction.pdf import predict_pdf
+    from ..prediction.pdf import DEFAULT_MODELS_DIR, predict_pdf
 
     radiation = (row.get("radiation") or "").strip() or None
-    result = predict_pdf(row["path"], models or "results/pdf/models", top=10_000,
+    result = predict_pdf(row["path"], models or DEFAULT_MODELS_DIR, top=10_000,
                          radiation=radiation if radiation in ("x-ray", "neutron") else None)
     return [int(s) for s in result.ranking["spacegroup"]], result.ranking["p_mean"].to_numpy(float)
 

@@ -1,8 +1,9 @@
 """Space group from a measured PDF: read a G(r) file (PDFgetX3 / PDFgui ``.gr`` with their
 headers, or two columns r, G), resample onto the model's 209-point grid as the paper does
 (quadratic interpolation, zero beyond the data's rmax, min–max to [0, 1]) and rank the space
-groups with each trained model (the standard one, and the one trained on randomised parameters
-when present)."""
+groups: by default with the deploy model of the file's radiation (``results/pdf/deploy``: X-ray
+or neutron, all groups with enough structures, trained on measured-like PDFs), or with each model
+of another folder (``--models results/pdf/models``: the paper's standard and randomised models)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from ..utils.atomic import atomic_write_text
 from ..utils.textfiles import check_axis, read_data_text
 
 GRID_MIN, GRID_MAX = RMIN, RMAX  # the model's r grid (spectra/pdf.py)
+# predict-pdf's default: the deploy models, one per radiation (workflow/rules/pdf_deploy.smk);
+# `--models results/pdf/models` still selects the paper-protocol models.
+DEFAULT_MODELS_DIR = "results/pdf/deploy"
+DEPLOY_SUBDIRS = {"x-ray": "xray", "neutron": "neutron"}
 MIN_POINTS_ON_GRID = 10
 MIN_STEP_A = 1e-4  # a finer r step is not a measured G(r)
 R_EXTENT_A = (0.0, 1000.0)
@@ -188,6 +193,8 @@ class PDFPrediction:
     radiation: str | None = None
     layout: str = ""
     normalisation: str = "G(r)"
+    model_radiation: str | None = None  # the radiation the models were trained for (deploy models)
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -195,12 +202,13 @@ class PDFPrediction:
                  for k in ("qmax", "qdamp", "qmin", "qbroad") if k in self.header]
         lines = [f"{self.source}: data to r = {self.data_rmax:.2f} Å (zero beyond, as in training's rmax sweep); "
                  f"read by {self.layout}" + (f"; {self.normalisation}" if self.normalisation != "G(r)" else "")]
-        if self.radiation == "neutron":
+        if self.radiation == "neutron" and self.model_radiation != "neutron":
             lines.append("radiation: neutron — these models were trained on X-ray PDFs; atoms with negative "
                          "scattering lengths (Mn, Ti, H, …) turn peaks over: treat the ranking with caution")
         elif self.radiation:
-            lines.append(f"radiation: {self.radiation}")
-        lines += notes + ["", self.ranking.to_string(index=False, float_format="%.3f")]
+            lines.append(f"radiation: {self.radiation}" + (f" (the {self.model_radiation} deploy model)"
+                                                            if self.model_radiation else ""))
+        lines += self.notes + notes + ["", self.ranking.to_string(index=False, float_format="%.3f")]
         return "\n".join(lines)
 
     def write(self, path: str | Path) -> None:
@@ -215,9 +223,33 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def predict_pdf(path: str | Path, models_dir: str | Path, top: int = 6, radiation: str | None = None) -> PDFPrediction:
+def select_models(models_dir: str | Path | None, radiation: str | None) -> tuple[dict[str, Path], str | None, list[str]]:
+    """(models by name, the radiation they were trained for or None, notes). A folder with the deploy
+    layout (``xray/model.pt``, ``neutron/model.pt``; the default ``results/pdf/deploy``) gives the one
+    model of ``radiation`` (not stated: the X-ray one, with a note); any other folder gives every
+    ``<name>/model.pt`` in it (the paper models under ``results/pdf/models``)."""
+    root = Path(models_dir if models_dir is not None else DEFAULT_MODELS_DIR)
+    if any((root / sub / "model.pt").is_file() for sub in DEPLOY_SUBDIRS.values()):
+        notes = []
+        if radiation not in DEPLOY_SUBDIRS:
+            notes.append("radiation not stated in the file's header: the X-ray model is used "
+                         "(give --radiation neutron for a neutron PDF)")
+            radiation = "x-ray"
+        path = root / DEPLOY_SUBDIRS[radiation] / "model.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"no {radiation} deploy model {path} (run `snakemake pdf_deploy`)")
+        return {f"deploy_{DEPLOY_SUBDIRS[radiation]}": path}, radiation, notes
+    if root == Path(DEFAULT_MODELS_DIR) and not root.is_dir():
+        raise FileNotFoundError(f"no PDF deploy models under {root} (run `snakemake pdf_deploy`, or give "
+                                f"--models results/pdf/models for the paper models)")
+    return find_models(root), None, []
+
+
+def predict_pdf(path: str | Path, models_dir: str | Path | None = None, top: int = 6,
+                radiation: str | None = None) -> PDFPrediction:
     """Rank the space groups of a measured PDF by the mean probability of every trained model
-    (each model's own probability beside it). ``radiation`` overrides what the header says."""
+    (each model's own probability beside it). ``radiation`` overrides what the header says; it
+    also picks the deploy model (:func:`select_models`; default folder ``results/pdf/deploy``)."""
     from ..models.checkpoints import load_pdf_model
     from ..models.checkpoints import pdf_probabilities as probabilities
     from ..spectra.pdf import model_input
@@ -226,9 +258,10 @@ def predict_pdf(path: str | Path, models_dir: str | Path, top: int = 6, radiatio
     r, g = measured.r, measured.g
     check_grid_overlap(path, r)
     x = model_input(r, g, data_rmax=float(r.max()))[None, :].astype(np.float32)
+    models, model_radiation, model_notes = select_models(models_dir, radiation or measured.radiation)
     columns = {}
     groups = None
-    for name, model_path in find_models(models_dir).items():
+    for name, model_path in models.items():
         model, meta = load_pdf_model(model_path)
         if groups is not None and list(meta["spacegroups"]) != list(groups):
             raise ValueError(f"{model_path}: its space groups differ from the other models' under {models_dir}")
@@ -241,4 +274,4 @@ def predict_pdf(path: str | Path, models_dir: str | Path, top: int = 6, radiatio
     for name, p in columns.items():
         ranking[f"p_{name}"] = p[order]
     return PDFPrediction(str(path), measured.header, float(r.max()), ranking, radiation or measured.radiation,
-                         measured.layout, measured.normalisation)
+                         measured.layout, measured.normalisation, model_radiation, model_notes)

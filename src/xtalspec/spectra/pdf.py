@@ -353,7 +353,7 @@ def _grid(rmin: float, rmax: float, rstep: float, rext: float, uiso: float, qbro
 
 def _pairs(structure, weights: np.ndarray, rcut: float, use_symmetry: bool):
     """Pair distances up to rcut and weights w_i w_j, over the symmetry-distinct centres when
-    that pays (each weighted by its multiplicity)."""
+    that pays (each weighted by its multiplicity). ``weights`` may be [sites, k] (k weight sets)."""
     n_sites = len(structure)
     sphere = 4.0 / 3.0 * math.pi * rcut**3 / structure.volume  # ~ lattice translations needed
     if use_symmetry and n_sites * n_sites * sphere > SYMMETRY_MIN_WORK:
@@ -363,7 +363,9 @@ def _pairs(structure, weights: np.ndarray, rcut: float, use_symmetry: bool):
     expected = len(centres) * n_sites * sphere
     if expected > MAX_PAIRS:
         raise PDFError("too many atom pairs", f"~{expected:.3g} within {rcut:.1f} A")
-    return pair_distances(structure, centres, weights[centres] * mult, weights, rcut)
+    weights = np.asarray(weights, dtype=np.float64)
+    centre_weights = weights[centres] * np.reshape(mult, (-1,) + (1,) * (weights.ndim - 1))
+    return pair_distances(structure, centres, centre_weights, weights, rcut)
 
 
 @single_blas_thread()  # the neighbour search's [pairs, 3] x [3, translations] products are small
