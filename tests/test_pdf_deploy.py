@@ -265,3 +265,10 @@ def test_workflow_dry_run_has_the_deploy_rules(tmp_path):
     dry = run_snakemake("-n", "all", "--quiet", "rules", "--configfile", str(off))
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "pdf_deploy_" not in dry.stdout + dry.stderr
+
+
+def test_a_radiation_that_fails_leaves_the_other():
+    samarium = Structure(Lattice.cubic(3.6), ["Sm"], [[0, 0, 0]])  # b_c(Sm) = 0: no neutron PDF
+    out = render_structure(samarium, [clean(), clean(rmax=11.0)])
+    assert out["neutron"].reason == "null average scattering length"
+    assert len(out["x-ray"]) == 2 and all(np.isfinite(x).all() for x in out["x-ray"])

@@ -110,6 +110,9 @@ def test_null_average_and_missing_lengths_are_refused():
         pdf(null, radiation="neutron")
     assert info.value.reason == "null average scattering length"
     pdf(null)  # fine for X-rays
+    samarium = Structure(Lattice.cubic(3.6), ["Sm"], [[0, 0, 0]])  # b_c(Sm) = 0.00 in the table: <b> = <|b|> = 0
+    with pytest.raises(PDFError, match="null average scattering length"):
+        pdf(samarium, radiation="neutron")
     polonium = Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])
     with pytest.raises(PDFError) as info:
         pdf(polonium, radiation="neutron")

@@ -142,12 +142,16 @@ def render_structure(structure, copies: list[dict], radiations=RADIATIONS, grid:
                      ) -> dict[str, list[np.ndarray] | Exception]:
     """209-point model inputs of every copy for every radiation (a radiation whose weights fail,
     e.g. a null average neutron scattering length, maps to its PDFError)."""
-    from ..spectra.pdf import model_input
+    from ..spectra.pdf import PDFError, model_input
 
-    raw = render_raw(structure, copies, radiations, grid)
-    return {name: out if isinstance(out, Exception) else
-            [model_input(r, g, data_rmax=params["rmax"]) for (r, g), params in zip(out, copies)]
-            for name, out in raw.items()}
+    results = {}
+    for name, out in render_raw(structure, copies, radiations, grid).items():
+        try:  # one radiation's failure (e.g. a non-finite G) leaves the other's PDFs
+            results[name] = out if isinstance(out, Exception) else \
+                [model_input(r, g, data_rmax=params["rmax"]) for (r, g), params in zip(out, copies)]
+        except PDFError as exc:
+            results[name] = exc
+    return results
 
 
 def render_raw(structure, copies: list[dict], radiations=RADIATIONS, grid: RenderGrid | None = None

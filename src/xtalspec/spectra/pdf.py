@@ -333,7 +333,7 @@ def _scatterers(structure, radiation: str = "x-ray") -> tuple[float, float, np.n
     if not RHO_MIN <= rho0 <= RHO_MAX:
         raise PDFError("absurd density", f"{rho0:.3g} atoms/A^3")
     mean = power.sum() / n_atoms
-    if radiation == "neutron" and abs(mean) < NULL_MEAN_B * _mean_abs_power(structure, radiation):
+    if radiation == "neutron" and abs(mean) <= NULL_MEAN_B * _mean_abs_power(structure, radiation):  # <=: b = 0 (Sm)
         raise PDFError("null average scattering length",
                        f"<b> = {mean:.3g} fm against <|b|> = {_mean_abs_power(structure, radiation):.3g} fm")
     return n_atoms, rho0, power / mean
