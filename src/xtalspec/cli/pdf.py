@@ -185,7 +185,7 @@ def register(sub) -> None:
     p.add_argument("--out-xray", default=None)
     p.add_argument("--out-neutron", default=None)
     p.add_argument("--rejects", required=True)
-    p.add_argument("--copies", type=positive_int, default=2, help="measured-like PDFs per structure and radiation")
+    p.add_argument("--copies", type=positive_int, default=3, help="measured-like PDFs per structure and radiation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", default=None, help='JSON: {"qmax": [14, 30], "noise": 0.05, "scale": [0.5, 2]}')
     p.set_defaults(func=cmd_deploy_profiles)
@@ -201,7 +201,7 @@ def register(sub) -> None:
 
     p = psub.add_parser("deploy-train", help="train one deploy model (held-out curve, logits for calibration)")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--epochs", type=positive_int, default=8)
+    p.add_argument("--epochs", type=positive_int, default=12)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-decay", type=float, default=0.1)

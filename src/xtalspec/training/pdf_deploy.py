@@ -1,7 +1,8 @@
 """Train one PDF deploy model (one radiation) on :func:`xtalspec.datasets.pdf_deploy.build_deploy_dataset`'s
 data set: PDFNet, Adam with the paper's exponential decay, cross-entropy weighted by
 (N / N_class)^power (``class_weight_power``: 1 = the paper's weights, 0 = none; the default 0.5
-softens them, so rare groups are not over-predicted on measured data), the held-out structures
+softens them, so rare groups are not over-predicted on measured data; scaled to a mean weight of
+1 per training item, so the loss reads like a plain cross-entropy), the held-out structures
 scored after every epoch (top-1 and top-6: the validation curve).
 
 Written to ``out_dir``: ``model.pt`` (weights + meta: spacegroups, radiation, ``deploy: true``,
@@ -108,7 +109,9 @@ def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Pat
     train_part = table[table["split"] == "train"].reset_index(drop=True)
     held_part = table[table["split"] == "heldout"].reset_index(drop=True)
     y_train = train_part["class_index"].to_numpy().astype(np.int64)
-    cfg.class_weights = (class_weights(y_train, len(groups)) ** class_weight_power).tolist()
+    weights = class_weights(y_train, len(groups)) ** class_weight_power
+    weights /= max(float(weights[y_train].mean()), 1e-12) if len(y_train) else 1.0  # mean 1 per item: CE's scale
+    cfg.class_weights = weights.tolist()
     x_train, x_held = _inputs(train_part), _inputs(held_part)
     train_data = ArrayData(make_inputs=lambda rows: x_train[rows], labels=y_train)
     held_data = ArrayData(make_inputs=lambda rows: x_held[rows],
