@@ -227,6 +227,16 @@ def test_predict_pdf_picks_the_model_of_the_radiation(deploy_run, capsys):
     assert "p_deploy_neutron" in pd.read_csv(out).columns
     # the default folder is the deploy one (here: missing -> a clear error, exit 2)
     assert main(["predict-pdf", str(xray), "--models", str(tmp / "nowhere")]) == 2
+    # only an X-ray model trained: a neutron file gets it, with the X-ray caution
+    import shutil
+
+    only = tmp / "only-xray"
+    shutil.copytree(models / "xray", only / "xray")
+    capsys.readouterr()
+    assert main(["predict-pdf", str(neutron), "--models", str(only), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no neutron deploy model" in printed and "trained on X-ray PDFs" in printed
+    assert "p_deploy_xray" in pd.read_csv(out).columns
 
 
 def test_validation_defaults_to_the_deploy_models(deploy_run, tmp_path, monkeypatch):

@@ -236,8 +236,10 @@ def select_models(models_dir: str | Path | None, radiation: str | None) -> tuple
                          "(give --radiation neutron for a neutron PDF)")
             radiation = "x-ray"
         path = root / DEPLOY_SUBDIRS[radiation] / "model.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"no {radiation} deploy model {path} (run `snakemake pdf_deploy`)")
+        if not path.is_file():  # only the other radiation's model was trained (pdf.deploy.radiations)
+            other = next(r for r in DEPLOY_SUBDIRS if r != radiation)
+            notes.append(f"no {radiation} deploy model under {root}: the {other} model is used")
+            radiation, path = other, root / DEPLOY_SUBDIRS[other] / "model.pt"
         return {f"deploy_{DEPLOY_SUBDIRS[radiation]}": path}, radiation, notes
     if root == Path(DEFAULT_MODELS_DIR) and not root.is_dir():
         raise FileNotFoundError(f"no PDF deploy models under {root} (run `snakemake pdf_deploy`, or give "
