@@ -117,18 +117,40 @@ def test_heldout_split_is_per_group_and_the_same_for_both_radiations():
 # --------------------------------------------------------------- tiny end-to-end run
 
 
+def _family():
+    """The 24 structures of tests/xrd_fixtures.py (8 rock salts, 8 CsCl, 8 rutiles), built from one
+    template per type (pymatgen's from_spacegroup takes seconds per call on a loaded machine)."""
+    from xrd_fixtures import CESIUM_CHLORIDE, ROCKSALT, RUTILE
+
+    templates = {225: rocksalt("Na", "Cl", 5.0).get_primitive_structure(),
+                 221: Structure(Lattice.cubic(5.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]), 136: rutile()}
+    out = []
+    for group, table in ((225, ROCKSALT), (221, CESIUM_CHLORIDE), (136, RUTILE)):
+        for a, b, *cell in table:
+            s = templates[group].copy()
+            s.replace_species({s[0].specie: a, s[-1].specie: b} if group != 136 else {"Ti": a, "O": b})
+            if group == 136:
+                s.lattice = Lattice.tetragonal(*cell)
+            else:
+                s.scale_lattice(templates[group].volume * (cell[0] / 5.0) ** 3)
+            out.append((f"{a}{b}_{group}", group, s))
+    return out
+
+
+def rocksalt(a, b, lattice):
+    return Structure.from_spacegroup(225, Lattice.cubic(lattice), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
 def _structure_shard(path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from xrd_fixtures import structures
     from xtalspec.structures.records import SHARD_SCHEMA, structure_to_json
 
     names = ["id", "source", "url", "spacegroup", "structure", "primitive"]
     rows = []
-    for name, structure in structures():
-        text = structure_to_json(structure.get_primitive_structure())
-        group = {"rocksalt": 225, "cscl": 221, "rutile": 136}[name.split("_")[-1]]
+    for name, group, structure in _family():
+        text = structure_to_json(structure)
         rows.append({"id": name, "source": "test", "url": "", "spacegroup": group, "structure": text,
                      "primitive": text})
     schema = pa.schema([SHARD_SCHEMA.field(n) for n in names])
@@ -204,11 +226,10 @@ def _write_gr(path, structure, header):
 
 
 def test_predict_pdf_picks_the_model_of_the_radiation(deploy_run, capsys):
-    from xrd_fixtures import structures
     from xtalspec.cli import main
 
     tmp, models = deploy_run
-    mno = dict(structures())["NiO_rocksalt"]
+    mno = rocksalt("Ni", "O", 4.18)
     neutron, xray, unknown = tmp / "neutron.gr", tmp / "xray.gr", tmp / "plain.gr"
     _write_gr(neutron, mno, "[PDFgetN]\n# neutron PDF, qmax = 22.0\n")
     _write_gr(xray, mno, "[PDFgetX3]\n# X-ray PDF, qmax = 22.0\n")
