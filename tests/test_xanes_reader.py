@@ -8,6 +8,7 @@ of the metals (Fe 7112, Ti 4966, V 5465, Mn 6539 eV) and oxides sit a few eV abo
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,22 @@ def test_normalised_two_columns():
     assert info["columns"] == ["energy", "norm"] and info["labels_from"] == "comment line"
     assert info["mu_source"] == "normalised"
     assert 7120.0 <= info["e0"] <= 7129.0
+
+
+def development_set() -> list[dict]:
+    with open(MEASURED / "LABELS.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("row", development_set(), ids=lambda row: row["file"])
+def test_every_development_file_reads_with_e0_near_its_k_edge(row):
+    """All 24 files: read, E0 in the first window and within 25 eV of the tabulated edge, edge step
+    positive after normalisation."""
+    energy, mu, info = read(row["file"], row["element"])
+    assert info["mu_source"] in ("normalised", "mu", "transmission")
+    assert not info["edge_search"]["widened"]
+    assert abs(info["e0"] - K_EDGES[row["element"]]) < 25.0, info["e0"]
+    assert normalise(energy, mu, info["e0"])[1]["edge_step"] > 0
 
 
 # --------------------------------------------------------------------------- synthetic files
