@@ -19,6 +19,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
+include: "workflow/rules/xrd_deploy.smk"
 include: "workflow/rules/pdf.smk"
 include: "workflow/rules/xanes.smk"
 include: "workflow/rules/mof.smk"
@@ -31,6 +32,7 @@ rule all:
     input:
         rules.structures.input,
         rules.xrd.input,
+        rules.xrd_deploy.input,
         rules.pdf.input,
         rules.xanes.input,
         rules.mof.input,

@@ -306,6 +306,8 @@ VALIDATION_OUT = RESULTS / "validation"
 
 def validation_models(kind):
     if kind == "xrd":
+        return xrd_deploy_members() or member_files("model.pt")
+    if kind == "xrd-paper":
         return member_files("model.pt")
     if kind == "pdf":
         return [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
@@ -313,4 +315,24 @@ def validation_models(kind):
 
 
 def validation_models_dir(kind):
-    return {"xrd": XRD_OUT / "models", "pdf": PDF_OUT / "models", "xanes": XANES_OUT / "models"}[kind]
+    if kind == "xrd" and xrd_deploy_members():
+        return XRD_DEPLOY_OUT / "models"
+    return {"xrd": XRD_OUT / "models", "xrd-paper": XRD_OUT / "models", "pdf": PDF_OUT / "models",
+            "xanes": XANES_OUT / "models"}[kind]
+
+
+# --- XRD deploy models (predict-xrd's default) ---------------------------------
+
+XRD_DEPLOY = XRD.get("deploy") or {"enabled": False}
+XRD_DEPLOY_OUT = XRD_OUT / "deploy"
+
+
+def xrd_deploy_members(name="model.pt", root=None):
+    root = root or XRD_DEPLOY_OUT / "models"
+    if not XRD_DEPLOY.get("enabled", True) or "models" not in XRD_DEPLOY:
+        return []
+    return [str(root / f"{m}/all/fold0/seed{s}/{name}") for m in XRD_DEPLOY["models"] for s in XRD_DEPLOY["seeds"]]
+
+
+def xrd_deploy_rendered(variant="all"):
+    return [str(XRD_DEPLOY_OUT / f"rendered/{variant}/{src}/shard-{shard}.parquet") for src, shard in xrd_shards()]

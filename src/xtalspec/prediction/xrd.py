@@ -94,6 +94,8 @@ def predict_pattern(pattern: str | Path, wavelength, models_dir: str | Path, top
 
 
 PADNET_MODELS_DIR = Path("results/thesis/padnet/models")
+#: predict-xrd's default: the deploy members (``snakemake xrd_deploy``); results/xrd/models holds the paper ensembles
+DEPLOY_MODELS_DIR = Path("results/xrd/deploy/models")
 
 
 @torch.no_grad()
