@@ -23,19 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .crystal_systems import SYSTEMS as _SYSTEMS, crystal_system  # noqa: F401  (re-exported)
+
 KINDS = ("xrd", "pdf", "xanes")
 TOP_K = {"xrd": (1, 3, 5), "pdf": (1, 3, 6), "xanes": (1, 2)}
-#: the highest space-group number of each crystal system
-_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"), (167, "trigonal"),
-            (194, "hexagonal"), (230, "cubic"))
-
-
-def crystal_system(spacegroup) -> str | None:
-    try:
-        number = int(spacegroup)
-    except (TypeError, ValueError):
-        return None
-    return next((name for top, name in _SYSTEMS if 1 <= number <= top), None)
 
 
 def read_labels(path) -> pd.DataFrame:
