@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 #: the search interval for the temperature
@@ -80,6 +79,8 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> f
     (then one T for all members, fitted on the NLL of the members' mean probability). A bounded
     Brent search on log T within ``bounds`` (the NLL is convex in 1/T for one model, and
     unimodal in practice for an ensemble); deterministic."""
+    from scipy.optimize import minimize_scalar
+
     array = _logits_array(logits)
     labels = _labels_array(labels, array.shape[1], array.shape[2])
     index = np.arange(len(labels))

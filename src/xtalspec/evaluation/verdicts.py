@@ -341,7 +341,8 @@ def assess(top_probability: float, metas: Sequence[dict], member_ood_scores: Seq
     model's probabilities already divided by its temperature), from the mean of the members' OOD
     scores and the first member's verdict thresholds."""
     temperatures = [member_temperature(m) for m in metas]
-    thresholds = next((dict(m["verdict_thresholds"]) for m in metas if m.get("verdict_thresholds")), None)
+    thresholds = next((dict(m["verdict_thresholds"]) for m in metas
+                       if isinstance(m.get("verdict_thresholds"), dict) and m["verdict_thresholds"]), None)
     scores = [s for s in member_ood_scores if _finite(s) is not None]
     score = float(np.mean(scores)) if scores else None
     notes = []
