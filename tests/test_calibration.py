@@ -97,10 +97,10 @@ def test_reliability_diagram_is_written_as_png_and_svg(tmp_path):
         plot_reliability(before, after, tmp_path / "reliability.pdf")
 
 
-def test_temperature_scaling_lowers_ece_of_an_overfitted_pdfnet():
+@pytest.fixture(scope="module")
+def overfitted_pdfnet():
     """A real network of the project (PDFNet; its 209-point input keeps this fast) over-fitted on
-    a few synthetic inputs is over-confident on held-out inputs; its fitted temperature is above 1
-    and lowers the ECE on a third split."""
+    32 synthetic inputs of 4 overlapping classes, and a sampler of more such inputs."""
     from xtalspec.models.pdfnet import PDFNet
 
     torch.manual_seed(0)
@@ -114,8 +114,6 @@ def test_temperature_scaling_lowers_ece_of_an_overfitted_pdfnet():
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
 
     x_train, y_train = sample(32)
-    x_cal, y_cal = sample(200)
-    x_test, y_test = sample(200)
     model = PDFNet(n_classes, dropout=0.0)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     with torch.inference_mode(False):
@@ -125,7 +123,15 @@ def test_temperature_scaling_lowers_ece_of_an_overfitted_pdfnet():
             loss.backward()
             optimiser.step()
     assert loss.item() < 0.05
-    model.eval()
+    return model.eval(), x_train, sample, rng
+
+
+def test_temperature_scaling_lowers_ece_of_an_overfitted_pdfnet(overfitted_pdfnet):
+    """Over-confident on held-out inputs: its fitted temperature is above 1 and lowers the ECE on
+    a third split."""
+    model, _, sample, _ = overfitted_pdfnet
+    x_cal, y_cal = sample(200)
+    x_test, y_test = sample(200)
     with torch.no_grad():
         cal, test = model(x_cal)["logits"].numpy(), model(x_test)["logits"].numpy()
     t = fit_temperature(cal, y_cal.numpy())
@@ -133,3 +139,23 @@ def test_temperature_scaling_lowers_ece_of_an_overfitted_pdfnet():
     after = expected_calibration_error(ensemble_probabilities(test, t), y_test.numpy())
     assert 0.3 < (test.argmax(1) == y_test.numpy()).mean() < 0.95  # neither chance nor perfect
     assert t > 1.2 and after < before * 0.6, (t, before, after)
+
+
+def test_ood_score_of_a_real_network_puts_noise_outside(overfitted_pdfnet):
+    """The kNN distance in PDFNet's penultimate features to its training inputs: held-out inputs
+    of the training distribution score about 1, white noise and random walks (no such input was
+    ever seen) score far above the outside threshold chosen on held-out data."""
+    from xtalspec.evaluation.verdicts import choose_thresholds, ood_reference, ood_score
+
+    model, x_train, sample, rng = overfitted_pdfnet
+    x_held, _ = sample(200)
+    noise = torch.from_numpy(rng.normal(0, 3, (50, 209)).astype(np.float32))
+    walk = torch.from_numpy(np.cumsum(rng.normal(0, 0.3, (50, 209)), 1).astype(np.float32))
+    with torch.no_grad():
+        reference = ood_reference(model.penultimate(x_train), k=5)
+        held = ood_score(model.penultimate(x_held), reference)
+        noise_scores, walk_scores = ood_score(model.penultimate(noise), reference), ood_score(model.penultimate(walk),
+                                                                                             reference)
+    threshold = choose_thresholds(np.ones(len(held)), np.ones(len(held), bool), held)["ood_threshold"]
+    assert np.median(held) < 1.0 < threshold < 1.5
+    assert noise_scores.min() > 2 * threshold and np.median(walk_scores) > 1.5 * threshold

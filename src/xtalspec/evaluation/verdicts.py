@@ -7,9 +7,9 @@ per prediction.
 * **Out-of-distribution score** — the distance, in the model's penultimate feature space (the
   input of the last Linear layer), from an input to its k-th nearest neighbour in a stored sample
   of training features (Sun et al. 2022, "Out-of-distribution detection with deep nearest
-  neighbors"): the features are L2-normalised, projected on their leading principal components
-  (plus the norm of what the projection leaves out, so that a feature vector off that subspace
-  still moves away), and the distance is divided by the 95th percentile of the same distance for
+  neighbors"): the features are projected on their leading principal components (plus the norm
+  of what the projection leaves out, so that a feature vector off that subspace still moves
+  away), and the distance is divided by the 95th percentile of the same distance for
   held-out training items. A score near or below 1 is like the training data; the outside
   threshold is a stated quantile (99 %) of the scores of held-out simulated (validation) items.
   With an ensemble, the score is the mean of the members' scores (each member has its own feature
@@ -147,14 +147,28 @@ def _kth_distance(query: torch.Tensor, reference: torch.Tensor, k: int, exclude_
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
+NORMALISATIONS = ("none", "l2")
+
+
+def _normalised(f: torch.Tensor, normalise: str) -> torch.Tensor:
+    return _l2(f) if normalise == "l2" else f
+
+
 def ood_reference(features, k: int = 5, quantile: float = 0.95, max_reference: int = 2000,
-                  n_components: int = 64, held_out_fraction: float = 0.2, seed: int = 0) -> dict:
+                  n_components: int = 64, held_out_fraction: float = 0.2, seed: int = 0,
+                  normalise: str = "none") -> dict:
     """A compact, ``weights_only``-loadable reference for :func:`ood_score` from training features
-    (items, width): a random sample of at most ``max_reference`` items (L2-normalised, projected on
-    at most ``n_components`` principal components plus the residual norm) and the ``quantile`` of
-    the k-th-nearest-neighbour distances of held-out training items (``held_out_fraction`` of them,
-    at most 1000; with fewer than 10, leave-one-out distances within the sample) as the scale.
-    Deterministic for a ``seed``."""
+    (items, width): a random sample of at most ``max_reference`` items (optionally L2-normalised,
+    ``normalise="l2"``; projected on at most ``n_components`` principal components plus the
+    residual norm) and the ``quantile`` of the k-th-nearest-neighbour distances of held-out
+    training items (``held_out_fraction`` of them, at most 1000; with fewer than 10, leave-one-out
+    distances within the sample) as the scale. Deterministic for a ``seed``.
+
+    The features are not normalised by default: the size of the activations is itself a sign of
+    an unfamiliar input (noise drives the ReLU features of these CNNs far above those of any
+    training pattern), which L2 normalisation would throw away."""
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}")
     f = _features(features)
     n = len(f)
     if k < 1:
@@ -168,7 +182,7 @@ def ood_reference(features, k: int = 5, quantile: float = 0.95, max_reference: i
     if n_hold < 10 or n - n_hold < k + 1:
         n_hold = 0
     held, kept = order[:n_hold], order[n_hold:][:max_reference]
-    x = _l2(f[kept.sort().values])
+    x = _normalised(f[kept.sort().values], normalise)
     mean = x.mean(dim=0)
     m = max(0, min(n_components, len(x) - 1, x.shape[1]))
     if m:
@@ -178,13 +192,13 @@ def ood_reference(features, k: int = 5, quantile: float = 0.95, max_reference: i
         components = torch.zeros(0, x.shape[1])
     reference = _project(x, mean, components)
     if n_hold:
-        distances = _kth_distance(_project(_l2(f[held]), mean, components), reference, k)
+        distances = _kth_distance(_project(_normalised(f[held], normalise), mean, components), reference, k)
     else:
         distances = _kth_distance(reference, reference, k, exclude_self=True)
     scale = float(torch.quantile(distances, quantile))
     if not scale > 1e-9:
         scale = max(float(distances.max()), 1e-9)
-    return {"method": REFERENCE_METHOD, "normalise": "l2", "k": int(k), "quantile": float(quantile),
+    return {"method": REFERENCE_METHOD, "normalise": normalise, "k": int(k), "quantile": float(quantile),
             "scale": scale, "mean": mean.contiguous(), "components": components, "reference": reference.contiguous(),
             "n_train": int(n), "n_reference": int(len(x)), "n_held_out": int(n_hold)}
 
@@ -199,7 +213,7 @@ def ood_score(features, reference: dict) -> np.ndarray:
     mean = torch.as_tensor(reference["mean"], dtype=torch.float32)
     if f.shape[1] != mean.shape[0]:
         raise ValueError(f"features of width {f.shape[1]} for a reference of width {mean.shape[0]}")
-    x = _l2(f) if reference.get("normalise") == "l2" else f
+    x = _normalised(f, reference.get("normalise", "none"))
     z = _project(x, mean, torch.as_tensor(reference["components"], dtype=torch.float32))
     distances = _kth_distance(z, torch.as_tensor(reference["reference"], dtype=torch.float32), int(reference["k"]))
     return (distances / float(reference["scale"])).numpy()
@@ -365,7 +379,8 @@ def assess(top_probability: float, metas: Sequence[dict], member_ood_scores: Seq
 
 def calibrate_members(member_logits_val, labels_val, member_features_val=None, member_features_train=None, *,
                       target_accuracy: float = 0.9, ood_quantile: float = 0.99, k: int = 5, n_bins: int = 15,
-                      fit_fraction: float = 0.5, seed: int = 0, max_reference: int = 2000) -> dict:
+                      fit_fraction: float = 0.5, seed: int = 0, max_reference: int = 2000,
+                      normalise: str = "none") -> dict:
     """Everything a training script stores after training an ensemble, from its held-out
     (validation) simulated data:
 
@@ -401,7 +416,8 @@ def calibrate_members(member_logits_val, labels_val, member_features_val=None, m
     if member_features_train is not None:
         if len(member_features_train) != n_members:
             raise ValueError(f"training features of {len(member_features_train)} members for {n_members} members")
-        references = [ood_reference(f, k=k, seed=seed, max_reference=max_reference) for f in member_features_train]
+        references = [ood_reference(f, k=k, seed=seed, max_reference=max_reference, normalise=normalise)
+                      for f in member_features_train]
         if member_features_val is not None:
             if len(member_features_val) != n_members:
                 raise ValueError(f"validation features of {len(member_features_val)} members for {n_members} members")
