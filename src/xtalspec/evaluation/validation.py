@@ -13,8 +13,8 @@ summed probabilities), the verdict (XRD, PDF: confident, uncertain or outside; s
 that cannot be read counts as wrong; it is never left out). The summary gives top-k accuracy over
 all files and over the files whose label the model knows, crystal-system accuracy, accuracy
 against coverage by verdict (and what the files whose label the model does not know were
-called), the errors and the timing. This is how the development set in ``resources/measured`` is scored, and how a user
-checks xtalspec on their own lab's data.
+called), the errors and the timing. This is how the development set in ``resources/measured``
+is scored, and how a user checks xtalspec on their own lab's data.
 """
 
 from __future__ import annotations
@@ -81,9 +81,11 @@ def _rank_xanes(row, models):
 def _verdict_fields(result) -> dict:
     """A prediction's verdict, OOD score and the crystal system first in its crystal-system ranking."""
     assessment, systems = result.assessment, result.crystal_systems
+    score = assessment.ood_score if assessment is not None else None
     return {"verdict": assessment.verdict if assessment is not None else None,
-            "ood_score": assessment.ood_score if assessment is not None and assessment.ood_score is not None else np.nan,
-            "predicted_system_by_sum": systems["crystal_system"].iloc[0] if systems is not None and len(systems) else None}
+            "ood_score": np.nan if score is None else score,
+            "predicted_system_by_sum": systems["crystal_system"].iloc[0] if systems is not None and len(systems)
+            else None}
 
 
 _RANKERS = {"xrd": _rank_xrd, "pdf": _rank_pdf, "xanes": _rank_xanes}
@@ -229,7 +231,8 @@ def verdict_markdown(verdicts: dict) -> list[str]:
     for name, entry in by.items():
         lines.append(f"| {name} | {entry['n']} | {pct(entry['n'] / n if n else None)} | {pct(entry['top1'])} |")
     lines.append(f"| confident + uncertain | {by['confident']['n'] + by['uncertain']['n']} | "
-                 f"{pct(verdicts['coverage_confident_or_uncertain'])} | {pct(verdicts['top1_confident_or_uncertain'])} |")
+                 f"{pct(verdicts['coverage_confident_or_uncertain'])} | "
+                 f"{pct(verdicts['top1_confident_or_uncertain'])} |")
     unknown = verdicts["label_not_in_classes"]
     if unknown["n"]:
         lines += ["", f"Of the {unknown['n']} files whose label is not among the model's classes, "

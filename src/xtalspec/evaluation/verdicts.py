@@ -6,10 +6,11 @@ per prediction.
   P4/mmm and P4/mbm is still sure the crystal is tetragonal.
 * **Out-of-distribution score** — the distance, in the model's penultimate feature space (the
   input of the last Linear layer), from an input to its k-th nearest neighbour in a stored sample
-  of training features (Sun et al. 2022, "Out-of-distribution detection with deep nearest
-  neighbors"): the features are projected on their leading principal components (plus the norm
-  of what the projection leaves out, so that a feature vector off that subspace still moves
-  away), and the distance is divided by the 95th percentile of the same distance for
+  of training features (after Sun et al. 2022, "Out-of-distribution detection with deep nearest
+  neighbors", but by default without their L2 normalisation, see :func:`ood_reference`): the
+  features are projected on their leading principal components (plus the norm of what the
+  projection leaves out, so that a feature vector off that subspace still moves away), and the
+  distance is divided by the 95th percentile of the same distance for
   held-out training items. A score near or below 1 is like the training data; the outside
   threshold is a stated quantile (99 %) of the scores of held-out simulated (validation) items.
   With an ensemble, the score is the mean of the members' scores (each member has its own feature

@@ -169,4 +169,5 @@ def predict_raw_pattern(pattern: str | Path, wavelength, models_dir: str | Path 
                          assess(float(probs.max()), [meta], [score]))
 
 
-__all__ = ["MemberOutputs", "PatternError", "XRDPrediction", "run_members", "find_members", "predict_pattern", "predict_raw_pattern"]
+__all__ = ["MemberOutputs", "PatternError", "XRDPrediction", "find_members", "predict_pattern", "predict_raw_pattern",
+           "run_members"]
