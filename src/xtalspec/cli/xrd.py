@@ -81,18 +81,19 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from ..prediction.outputs import output_paths
     from ..prediction.xrd import DEPLOY_MODELS_DIR, PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
 
-    if args.out:
-        check_output_path(args.out)
+    for path in output_paths(args.out, args.json).values():
+        check_output_path(path)
     if args.model == "padnet":  # raw scan, no peak picking (thesis ch. 7)
         result = predict_raw_pattern(args.pattern, args.wavelength, args.models or PADNET_MODELS_DIR, top=args.top)
     else:
         result = predict_pattern(args.pattern, args.wavelength, args.models or DEPLOY_MODELS_DIR, top=args.top,
                                  peak_list=args.peak_list, model_kind=args.model, n_atoms=args.n_atoms)
     print(result.text)
-    if args.out:
-        result.write(args.out)
+    if args.out or args.json:
+        result.write(args.out, args.json)
     return 0
 
 
@@ -306,5 +307,8 @@ def register(sub) -> None:
     p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--peak-list", action="store_true", default=None, help="the file is a list of peaks")
     p.add_argument("--n-atoms", type=positive_int, default=None, help="atoms in the primitive cell (to report a volume)")
-    p.add_argument("--out", default=None, help="write the ranking (CSV) here")
+    p.add_argument("--out", default=None, help="write the ranking (CSV, with the verdict) here, the crystal-system "
+                                               "ranking beside it (<stem>_crystal_systems.csv) and a JSON document "
+                                               "(<stem>.json, unless --json)")
+    p.add_argument("--json", default=None, help="write the prediction as JSON here (ranking, crystal systems, verdict)")
     p.set_defaults(func=cmd_predict)
