@@ -19,6 +19,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/xrd.smk"
+include: "workflow/rules/xrd_deploy.smk"
 include: "workflow/rules/pdf.smk"
 include: "workflow/rules/pdf_deploy.smk"
 include: "workflow/rules/xanes.smk"
@@ -32,6 +33,7 @@ rule all:
     input:
         rules.structures.input,
         rules.xrd.input,
+        rules.xrd_deploy.input,
         rules.pdf.input,
         rules.pdf_deploy.input,
         rules.xanes.input,

@@ -275,7 +275,7 @@ def test_validation_defaults_to_the_deploy_models(deploy_run, tmp_path, monkeypa
         return original(path, models, **kwargs)
 
     monkeypatch.setattr(prediction, "predict_pdf", spy)
-    ranked, probabilities = validation._rank_pdf({"path": str(neutron), "radiation": "neutron"}, None)
+    ranked, probabilities, *_ = validation._rank_pdf({"path": str(neutron), "radiation": "neutron"}, None)
     assert seen["models"] == prediction.DEFAULT_MODELS_DIR == "results/pdf/deploy"
     assert sorted(ranked) == [136, 221, 225] and probabilities[0] >= probabilities[-1]
 

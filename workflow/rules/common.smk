@@ -332,6 +332,8 @@ VALIDATION_OUT = RESULTS / "validation"
 
 def validation_models(kind):
     if kind == "xrd":
+        return xrd_deploy_members() or member_files("model.pt")
+    if kind == "xrd-paper":
         return member_files("model.pt")
     if kind == "pdf":  # the deploy models (predict-pdf's default), else the paper's
         return pdf_deploy_files("model.pt") or [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
@@ -339,5 +341,25 @@ def validation_models(kind):
 
 
 def validation_models_dir(kind):
-    pdf = PDF_DEPLOY_OUT if pdf_deploy_enabled() else PDF_OUT / "models"
-    return {"xrd": XRD_OUT / "models", "pdf": pdf, "xanes": XANES_OUT / "models"}[kind]
+    if kind == "xrd" and xrd_deploy_members():
+        return XRD_DEPLOY_OUT / "models"
+    pdf = PDF_DEPLOY_OUT if pdf_deploy_enabled() else PDF_OUT / "models"  # predict-pdf's default, else the paper's
+    return {"xrd": XRD_OUT / "models", "xrd-paper": XRD_OUT / "models", "pdf": pdf,
+            "xanes": XANES_OUT / "models"}[kind]
+
+
+# --- XRD deploy models (predict-xrd's default) ---------------------------------
+
+XRD_DEPLOY = XRD.get("deploy") or {"enabled": False}
+XRD_DEPLOY_OUT = XRD_OUT / "deploy"
+
+
+def xrd_deploy_members(name="model.pt", root=None):
+    root = root or XRD_DEPLOY_OUT / "models"
+    if not XRD_DEPLOY.get("enabled", True) or "models" not in XRD_DEPLOY:
+        return []
+    return [str(root / f"{m}/all/fold0/seed{s}/{name}") for m in XRD_DEPLOY["models"] for s in XRD_DEPLOY["seeds"]]
+
+
+def xrd_deploy_rendered(variant="all"):
+    return [str(XRD_DEPLOY_OUT / f"rendered/{variant}/{src}/shard-{shard}.parquet") for src, shard in xrd_shards()]

@@ -117,13 +117,14 @@ def cmd_deploy_report(args) -> int:
 
 def cmd_predict(args) -> int:
     from ..prediction.pdf import predict_pdf
+    from ..prediction.outputs import output_paths
 
-    if args.out:
-        check_output_path(args.out)
+    for path in output_paths(args.out, args.json).values():
+        check_output_path(path)
     result = predict_pdf(args.file, args.models, top=args.top, radiation=args.radiation)
     print(result.text)
-    if args.out:
-        result.write(args.out)
+    if args.out or args.json:
+        result.write(args.out, args.json)
     return 0
 
 
@@ -227,5 +228,8 @@ def register(sub) -> None:
     p.add_argument("--radiation", choices=["x-ray", "neutron"], default=None,
                    help="the PDF's radiation when its header does not say (or says wrongly); picks the deploy "
                         "model (not stated anywhere: x-ray, with a note)")
-    p.add_argument("--out", default=None, help="write the ranking (CSV) here")
+    p.add_argument("--out", default=None, help="write the ranking (CSV, with the verdict) here, the crystal-system "
+                                               "ranking beside it (<stem>_crystal_systems.csv) and a JSON document "
+                                               "(<stem>.json, unless --json)")
+    p.add_argument("--json", default=None, help="write the prediction as JSON here (ranking, crystal systems, verdict)")
     p.set_defaults(func=cmd_predict)

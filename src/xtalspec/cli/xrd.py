@@ -81,18 +81,87 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..prediction.xrd import PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
+    from ..prediction.outputs import output_paths
+    from ..prediction.xrd import DEPLOY_MODELS_DIR, PADNET_MODELS_DIR, predict_pattern, predict_raw_pattern
 
-    if args.out:
-        check_output_path(args.out)
+    for path in output_paths(args.out, args.json).values():
+        check_output_path(path)
     if args.model == "padnet":  # raw scan, no peak picking (thesis ch. 7)
         result = predict_raw_pattern(args.pattern, args.wavelength, args.models or PADNET_MODELS_DIR, top=args.top)
     else:
-        result = predict_pattern(args.pattern, args.wavelength, args.models or "results/xrd/models", top=args.top,
+        result = predict_pattern(args.pattern, args.wavelength, args.models or DEPLOY_MODELS_DIR, top=args.top,
                                  peak_list=args.peak_list, model_kind=args.model, n_atoms=args.n_atoms)
     print(result.text)
-    if args.out:
-        result.write(args.out)
+    if args.out or args.json:
+        result.write(args.out, args.json)
+    return 0
+
+
+def cmd_deploy_render(args) -> int:
+    from ..datasets.xrd_deploy import render_shard
+
+    result = render_shard(args.profiles, args.out, args.rejects, copies=args.copies, seed=args.seed,
+                          disabled=tuple(args.disable))
+    print(f"{args.profiles}: {result['rendered']} front-end profiles, {result['rejects']} rejected, "
+          f"{result['seconds']:.0f} s")
+    return 0
+
+
+def cmd_deploy_dataset(args) -> int:
+    from ..datasets.xrd_deploy import read_rendered
+    from ..datasets.xrd_profiles import read_profiles
+    from ..training.xrd_deploy import build_deploy_dataset
+    from ..utils.tables import write_frame
+
+    items, description = build_deploy_dataset(read_profiles(args.profiles), read_rendered(args.rendered),
+                                              min_per_group=args.min_per_group, holdout=args.holdout, seed=args.seed)
+    write_frame(items, description, args.out)
+    print(f"{len(description['spacegroups'])} space groups, {description['n_structures']} structures "
+          f"({description['n_held_out']} held out), items {description['items']}")
+    return 0
+
+
+@wants_gpu
+def cmd_deploy_train(args) -> int:
+    from ..training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.xrd_deploy import train_deploy
+
+    set_deterministic()
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      volume_weight=args.volume_weight, threads=args.threads, device=args.device,
+                      checkpoint_every=args.checkpoint_every)
+    summary = train_deploy(args.dataset, args.model, cfg, args.out)
+    held = summary["held_out"]
+    text = ", ".join(f"{kind} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} ECE {m['ece_before']:.3f}→{m['ece_after']:.3f}"
+                     for kind, m in held.items())
+    print(f"{args.model} deploy seed {args.seed}: held out {text}; T = {summary['temperature']:.3f}, "
+          f"{throughput(summary['history']):.1f} samples/s")
+    return 0
+
+
+def cmd_deploy_score(args) -> int:
+    import json
+
+    from ..training.xrd_deploy import score_member
+    from ..utils.atomic import atomic_write_text
+
+    scores = score_member(args.model, args.dataset)
+    atomic_write_text(args.out, json.dumps({"variant": args.variant, "model": args.model, "scores": scores}, indent=2))
+    print(json.dumps(scores))
+    return 0
+
+
+def cmd_deploy_report(args) -> int:
+    from ..evaluation.xrd_deploy_report import deploy_report
+
+    print(deploy_report(args.summaries, args.heldout, args.md, args.figure))
+    return 0
+
+
+def cmd_deploy_ablation_table(args) -> int:
+    from ..evaluation.xrd_deploy_report import ablation_table
+
+    print(ablation_table(args.scores, args.md))
     return 0
 
 
@@ -180,15 +249,66 @@ def register(sub) -> None:
                         "name with {model}")
     p.set_defaults(func=cmd_report)
 
+    p = xsub.add_parser("deploy-render", help="measured-like front-end profiles of one profile shard")
+    p.add_argument("--profiles", required=True, help="a δ-profile shard")
+    p.add_argument("--copies", type=positive_int, default=1, help="rendered scans per structure")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--disable", nargs="*", default=[], metavar="AUGMENTATION",
+                   help="augmentations switched off (ablation): wavelength kalpha2 width zero_shift strain "
+                        "preferred_orientation intensity_drift background noise")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rejects", required=True)
+    p.set_defaults(func=cmd_deploy_render)
+
+    p = xsub.add_parser("deploy-dataset", help="the deploy models' items: clean and front-end profiles, held-out split")
+    p.add_argument("--profiles", nargs="+", required=True)
+    p.add_argument("--rendered", nargs="+", required=True)
+    p.add_argument("--min-per-group", type=positive_int, default=20)
+    p.add_argument("--holdout", type=float, default=0.1, help="share of each group's structures kept out of training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_deploy_dataset)
+
+    p = xsub.add_parser("deploy-train", help="train one deploy member on all structures (calibrated on the held-out ones)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
+    p.add_argument("--seed", type=int, default=1)
+    _training_args(p)
+    p.add_argument("--out", required=True, help="the member's folder")
+    p.set_defaults(func=cmd_deploy_train)
+
+    p = xsub.add_parser("deploy-score", help="a member's top-k on another data set's held-out items (ablation)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_deploy_score)
+
+    p = xsub.add_parser("deploy-report", help="the deploy models' held-out accuracy, curve and calibration")
+    p.add_argument("--summaries", nargs="+", required=True)
+    p.add_argument("--heldout", nargs="+", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--figure", required=True)
+    p.set_defaults(func=cmd_deploy_report)
+
+    p = xsub.add_parser("deploy-ablation-table", help="the augmentation ablation table")
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--md", required=True)
+    p.set_defaults(func=cmd_deploy_ablation_table)
+
     p = sub.add_parser("predict-xrd", help="space group and volume from a measured 2θ pattern (Scheme 2)")
     p.add_argument("pattern")
     p.add_argument("--wavelength", required=True, help="CuKa, MoKa, … or a value in Å")
     p.add_argument("--models", default=None,
-                   help="folder of trained members (default results/xrd/models; padnet: results/thesis/padnet/models)")
+                   help="folder of trained members (default: the deploy models, results/xrd/deploy/models; "
+                        "results/xrd/models: the paper-protocol ensembles; padnet: results/thesis/padnet/models)")
     p.add_argument("--model", default="spgvolnet", choices=["spgnet", "spgvolnet", "padnet"],
                    help="spgnet/spgvolnet: peaks → δ-profile → ensemble; padnet: the raw scan (no peak picking)")
     p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--peak-list", action="store_true", default=None, help="the file is a list of peaks")
     p.add_argument("--n-atoms", type=positive_int, default=None, help="atoms in the primitive cell (to report a volume)")
-    p.add_argument("--out", default=None, help="write the ranking (CSV) here")
+    p.add_argument("--out", default=None, help="write the ranking (CSV, with the verdict) here, the crystal-system "
+                                               "ranking beside it (<stem>_crystal_systems.csv) and a JSON document "
+                                               "(<stem>.json, unless --json)")
+    p.add_argument("--json", default=None, help="write the prediction as JSON here (ranking, crystal systems, verdict)")
     p.set_defaults(func=cmd_predict)

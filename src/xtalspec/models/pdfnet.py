@@ -36,3 +36,15 @@ class PDFNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.classifier(self.features(x.unsqueeze(1)))}
+
+    # ``features`` is the convolutional trunk (its name is in the state_dict keys), so the
+    # penultimate activations go by ``penultimate``, as in SpgNet.
+    def forward_features(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``forward``'s outputs and the penultimate features (the input of the last Linear layer,
+        256 per item) from one pass."""
+        hidden = self.classifier[:-1](self.features(x.unsqueeze(1)))
+        return {"logits": self.classifier[-1](hidden)}, hidden
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the classifier's last Linear layer."""
+        return self.forward_features(x)[1]

@@ -57,6 +57,20 @@ class SpgNet(nn.Module):
     def forward(self, profiles: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.classifier(self.trunk(profiles.unsqueeze(1)))}
 
+    def forward_features(self, profiles: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``forward``'s outputs and the penultimate features (the input of the last Linear layer,
+        1150 per item) from one pass; used for the out-of-distribution score at prediction."""
+        trunk = self.trunk(profiles.unsqueeze(1))
+        hidden = self.classifier[:-1](trunk)
+        out = {"logits": self.classifier[-1](hidden)}
+        if self.has_volume_head:
+            out["volume"] = self.volume(trunk).squeeze(-1)
+        return out, hidden
+
+    def penultimate(self, profiles: torch.Tensor) -> torch.Tensor:
+        """The input of the classifier's last Linear layer."""
+        return self.classifier[:-1](self.trunk(profiles.unsqueeze(1)))
+
 
 class SpgVolNet(SpgNet):
     has_volume_head = True

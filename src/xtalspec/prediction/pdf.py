@@ -3,7 +3,10 @@ headers, or two columns r, G), resample onto the model's 209-point grid as the p
 (quadratic interpolation, zero beyond the data's rmax, min–max to [0, 1]) and rank the space
 groups: by default with the deploy model of the file's radiation (``results/pdf/deploy``: X-ray
 or neutron, all groups with enough structures, trained on measured-like PDFs), or with each model
-of another folder (``--models results/pdf/models``: the paper's standard and randomised models)."""
+of another folder (``--models results/pdf/models``: the paper's standard and randomised models).
+Beside the ranking: the crystal systems by summed probability and a verdict — confident,
+uncertain or outside (:mod:`xtalspec.evaluation.verdicts`); a model whose checkpoint holds a
+``temperature`` has its logits divided by it before the softmax."""
 
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.pdf_paper import PAPER_PARAMS
+from ..evaluation.verdicts import Assessment, assess, crystal_system_ranking
 from ..spectra.pdf import RMAX, RMIN
-from ..utils.atomic import atomic_write_text
 from ..utils.textfiles import check_axis, read_data_text
+from .outputs import (frame_records, member_probabilities, outputs_and_score, ranking_csv, verdict_lines,
+                      with_crystal_system, write_outputs)
 
 GRID_MIN, GRID_MAX = RMIN, RMAX  # the model's r grid (spectra/pdf.py)
 # predict-pdf's default: the deploy models, one per radiation (workflow/rules/pdf_deploy.smk);
@@ -193,8 +198,15 @@ class PDFPrediction:
     radiation: str | None = None
     layout: str = ""
     normalisation: str = "G(r)"
+    crystal_systems: pd.DataFrame | None = None  # rank, crystal_system, probability, n_spacegroups, top_spacegroup
+    assessment: Assessment | None = None  # the verdict and what it rests on
+    models: list[str] = dataclasses.field(default_factory=list)
     model_radiation: str | None = None  # the radiation the models were trained for (deploy models)
     notes: list = dataclasses.field(default_factory=list)
+
+    @property
+    def verdict(self) -> str | None:
+        return self.assessment.verdict if self.assessment is not None else None
 
     @property
     def text(self) -> str:
@@ -209,10 +221,25 @@ class PDFPrediction:
             lines.append(f"radiation: {self.radiation}" + (f" (the {self.model_radiation} deploy model)"
                                                             if self.model_radiation else ""))
         lines += self.notes + notes + ["", self.ranking.to_string(index=False, float_format="%.3f")]
+        extra = verdict_lines(self.crystal_systems, self.assessment)
+        if extra:
+            lines += ["", *extra]
         return "\n".join(lines)
 
-    def write(self, path: str | Path) -> None:
-        atomic_write_text(path, self.ranking.to_csv(index=False))
+    def as_dict(self) -> dict:
+        """Everything the prediction says, for the JSON document."""
+        return {"kind": "pdf", "source": self.source, "models": list(self.models), "header": dict(self.header),
+                "data_rmax": self.data_rmax, "radiation": self.radiation, "layout": self.layout,
+                "normalisation": self.normalisation,
+                **(self.assessment.as_dict() if self.assessment is not None else {}),
+                "ranking": frame_records(self.ranking), "crystal_systems": frame_records(self.crystal_systems)}
+
+    def write(self, path: str | Path | None = None, json_path: str | Path | None = None) -> dict[str, Path]:
+        """The ranking CSV at ``path`` (with ``verdict``, ``ood_score``, ``crystal_system``), the
+        crystal-system ranking beside it (``<stem>_crystal_systems.csv``) and the JSON document at
+        ``json_path`` (default ``<stem>.json`` beside ``path``)."""
+        return write_outputs(ranking_csv(self.ranking, self.assessment), self.crystal_systems, self.as_dict(),
+                             path, json_path)
 
 
 def find_models(models_dir: str | Path) -> dict[str, Path]:
@@ -252,8 +279,9 @@ def predict_pdf(path: str | Path, models_dir: str | Path | None = None, top: int
     """Rank the space groups of a measured PDF by the mean probability of every trained model
     (each model's own probability beside it). ``radiation`` overrides what the header says; it
     also picks the deploy model (:func:`select_models`; default folder ``results/pdf/deploy``)."""
+    import torch
+
     from ..models.checkpoints import load_pdf_model
-    from ..models.checkpoints import pdf_probabilities as probabilities
     from ..spectra.pdf import model_input
 
     measured = read_pdf_file(path)
@@ -261,13 +289,18 @@ def predict_pdf(path: str | Path, models_dir: str | Path | None = None, top: int
     check_grid_overlap(path, r)
     x = model_input(r, g, data_rmax=float(r.max()))[None, :].astype(np.float32)
     models, model_radiation, model_notes = select_models(models_dir, radiation or measured.radiation)
-    columns = {}
+    columns, metas, scores, paths = {}, [], [], []
     groups = None
     for name, model_path in models.items():
         model, meta = load_pdf_model(model_path)
         if groups is not None and list(meta["spacegroups"]) != list(groups):
             raise ValueError(f"{model_path}: its space groups differ from the other models' under {models_dir}")
-        columns[name] = probabilities(model, x)[0]
+        with torch.no_grad():
+            out, score = outputs_and_score(model, torch.from_numpy(x), meta, model_path)
+        columns[name] = member_probabilities(out["logits"], meta)
+        metas.append(meta)
+        scores.append(score)
+        paths.append(str(model_path))
         groups = meta["spacegroups"]
     mean = np.mean(list(columns.values()), axis=0)
     order = np.argsort(-mean, kind="stable")[:top]
@@ -275,5 +308,7 @@ def predict_pdf(path: str | Path, models_dir: str | Path | None = None, top: int
                             "p_mean": mean[order]})
     for name, p in columns.items():
         ranking[f"p_{name}"] = p[order]
-    return PDFPrediction(str(path), measured.header, float(r.max()), ranking, radiation or measured.radiation,
-                         measured.layout, measured.normalisation, model_radiation, model_notes)
+    return PDFPrediction(str(path), measured.header, float(r.max()), with_crystal_system(ranking),
+                         radiation or measured.radiation, measured.layout, measured.normalisation,
+                         crystal_system_ranking(groups, mean), assess(float(mean.max()), metas, scores), paths,
+                         model_radiation, model_notes)

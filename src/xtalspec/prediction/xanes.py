@@ -1,5 +1,6 @@
 """Coordination (T4 / S5 / O6) of the absorbing 3d-metal sites from a measured K-edge XANES:
-read the file, check it holds the element's K edge, normalise (Athena-style), align the edge
+read the file, check it holds the element's K edge and find E0 near the tabulated edge,
+normalise (Athena-style), align the edge
 with the training spectra's median E0, and classify with the element's MLP and CNN
 (:mod:`xtalspec.spectra.xanes_measured` has the rules of each step)."""
 
@@ -14,8 +15,7 @@ import pandas as pd
 
 from ..models.xanes import BUNDLE_JSON
 from ..spectra.xanes_measured import (K_EDGES, XanesError, XanesFileError, align_to_model, canonical_element,
-                                      check_edge_in_range, grid_coverage, measured_edge_energy, normalise,
-                                      read_xanes)
+                                      grid_coverage, normalise, read_xanes)
 from ..utils.atomic import atomic_write_texts
 
 DEFAULT_MODELS_DIR = "results/xanes/models"
@@ -94,16 +94,13 @@ def find_bundle(models_dir: str | Path, element: str) -> Path:
 
 
 def _prepare(path: Path, element: str):
-    """(energy, normalised μ, E0, details) of a measured file, every problem naming the file."""
-    energy, mu, info = read_xanes(path)
-    if info.get("element") and info["element"] != element:
-        raise XanesFileError(path, f"the file's XDI header says element {info['element']}, asked for {element}")
-    if info.get("edge") and info["edge"] != "K":
-        raise XanesFileError(path, f"the file's XDI header says the {info['edge']} edge; the models are K-edge")
+    """(energy, normalised μ, E0, details) of a measured file, every problem naming the file.
+
+    The reader checks the file against ``element`` (XDI header, energies reaching the K-edge
+    window) and finds E0 in that window (:func:`find_edge`); then the spectrum is normalised."""
+    energy, mu, info = read_xanes(path, element)
+    e0 = info["e0"]
     try:
-        check_edge_in_range(energy, element)
-        e0 = measured_edge_energy(energy, mu)
-        check_edge_in_range(energy, element, e0)
         norm, norm_info = normalise(energy, mu, e0)
     except XanesError as exc:
         raise XanesFileError(path, str(exc)) from None

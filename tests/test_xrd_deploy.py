@@ -1,0 +1,96 @@
+"""Deploy models of predict-xrd: rendered front-end copies, the held-out split, a tiny training run
+that predict-xrd finds by default, deterministic rendering, and the ablation score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from xtalspec.datasets.xrd_deploy import held_out_ids, read_rendered, render_shard
+from xtalspec.datasets.xrd_profiles import PROFILE_SCHEMA
+from xtalspec.prediction.xrd import find_members, predict_pattern
+from xtalspec.spectra.xrd import delta_profile_sparse
+from xtalspec.training.loop import TrainConfig
+from xtalspec.training.xrd_deploy import build_deploy_dataset, score_member, train_deploy
+from xtalspec.utils.tables import read_frame, write_frame
+
+from xrd_fixtures import simulated_pattern, structures
+
+
+@pytest.fixture(scope="module")
+def profile_shard(tmp_path_factory):
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    rows = []
+    for name, structure in structures():
+        bins, values = delta_profile_sparse(structure)
+        sga = SpacegroupAnalyzer(structure)
+        prim = sga.get_primitive_standard_structure()
+        rows.append({"id": name, "source": "test", "spacegroup": sga.get_space_group_number(), "volume": prim.volume,
+                     "n_atoms": len(prim), "log_volume_per_atom": float(np.log(prim.volume / len(prim))),
+                     "log_density": float(np.log(prim.density)), "bins": bins.astype(np.int32),
+                     "values": values.astype(np.float32)})
+    path = tmp_path_factory.mktemp("deploy") / "profiles.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=PROFILE_SCHEMA), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered(profile_shard):
+    out = profile_shard.parent / "rendered.parquet"
+    result = render_shard(profile_shard, out, profile_shard.parent / "rejects.parquet", copies=2, seed=0)
+    assert result["rendered"] + result["rejects"] == 2 * 24
+    return out
+
+
+def test_rendering_is_deterministic_per_structure(profile_shard, rendered, tmp_path):
+    again = tmp_path / "again.parquet"
+    # a shard holding only some of the structures renders them identically
+    table = pq.read_table(profile_shard)
+    pq.write_table(table.slice(5, 4), tmp_path / "part.parquet")
+    render_shard(tmp_path / "part.parquet", again, tmp_path / "rej.parquet", copies=2, seed=0)
+    full, part = read_rendered([rendered]).set_index(["id", "copy"]), read_rendered([again]).set_index(["id", "copy"])
+    for key, row in part.iterrows():
+        assert np.array_equal(row["bins"], full.loc[key, "bins"]) and row["conditions"] == full.loc[key, "conditions"]
+    conditions = [json.loads(c) for c in full["conditions"]]
+    assert len({c["told"] for c in conditions}) > 1  # the wavelength is drawn
+
+
+def test_held_out_split_is_seeded_and_per_group():
+    ids = pd.Series([f"s{i}" for i in range(40)])
+    groups = pd.Series([1] * 20 + [2] * 10 + [3] * 10)
+    held = held_out_ids(ids, groups, 0.1, seed=0)
+    assert held == held_out_ids(ids, groups, 0.1, seed=0) != held_out_ids(ids, groups, 0.1, seed=1)
+    assert sum(h in set(ids[:20]) for h in held) == 2 and len(held) == 4
+
+
+def test_deploy_dataset_training_and_prediction(profile_shard, rendered, tmp_path):
+    profiles = pq.read_table(profile_shard).to_pandas()
+    items, description = build_deploy_dataset(profiles, read_rendered([rendered]), min_per_group=8, holdout=0.15, seed=0)
+    assert description["spacegroups"] == [136, 221, 225]
+    assert set(items["kind"]) == {"clean", "front_end"}
+    held = set(items.loc[items["held_out"], "id"])
+    assert held and held.isdisjoint(set(items.loc[~items["held_out"], "id"]))
+    path = tmp_path / "dataset.parquet"
+    write_frame(items, description, path)
+    out = tmp_path / "models/spgvolnet/all/fold0/seed1"
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3, seed=1, device="cpu")
+    summary = train_deploy(path, "spgvolnet", cfg, out)
+    assert summary["temperature"] > 0 and set(summary["held_out"]) == {"clean", "front_end"}
+    assert (out / "heldout.parquet").exists() and (out / "history.csv").exists()
+    members = find_members(tmp_path / "models", "spgvolnet")
+    assert members == [out / "model.pt"]
+    # a lab pattern of rock salt NaCl through predict-xrd with the deploy member
+    name, structure = structures()[0]
+    x, y = simulated_pattern(structure, 1.5406, (10.0, 100.0))
+    scan = tmp_path / "nacl.xy"
+    np.savetxt(scan, np.column_stack([x, y]))
+    result = predict_pattern(scan, "CuKa", tmp_path / "models", top=3)
+    assert list(result.ranking["spacegroup"]) and len(result.ranking) == 3
+    scores = score_member(out / "model.pt", path)
+    assert set(scores) == {"clean", "front_end"} and 0 <= scores["front_end"]["top1"] <= 1
