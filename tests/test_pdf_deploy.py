@@ -191,7 +191,8 @@ def test_deploy_training_writes_loadable_models_with_their_meta(deploy_run):
         model, meta = load_pdf_model(models / folder / "model.pt")
         assert meta["deploy"] is True and meta["radiation"] == radiation and meta["spacegroups"] == [136, 221, 225]
         assert meta["training"]["epochs"] == 3 and 0 <= meta["training"]["heldout_top1"] <= 1
-        assert "temperature" in meta and meta["calibration"]
+        assert meta["temperature"] > 0 and meta["calibration_note"].startswith("temperature")
+        assert meta["verdict_thresholds"]["n_members"] == 1 and meta["ood_reference"]  # what predict-pdf's verdict needs
         heldout = pd.read_parquet(models / folder / "heldout.parquet")
         assert len(heldout) == 18 and len(heldout["logits"].iloc[0]) == 3
         logits = np.stack(heldout["logits"].to_numpy())
@@ -239,6 +240,7 @@ def test_predict_pdf_picks_the_model_of_the_radiation(deploy_run, capsys):
     assert main(["predict-pdf", str(neutron), "--models", str(models), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "radiation: neutron (the neutron deploy model)" in printed and "trained on X-ray" not in printed
+    assert "verdict:" in printed and "model has no calibration" not in printed
     assert "p_deploy_neutron" in pd.read_csv(out).columns
     assert main(["predict-pdf", str(xray), "--models", str(models), "--out", str(out)]) == 0
     assert "p_deploy_xray" in pd.read_csv(out).columns

@@ -21,12 +21,15 @@ def write_deploy_report(summary_paths: list[str | Path], md_path: str | Path, js
              "data ending at rmax 10–30 Å). Held out: a seeded share of each group's structures (all their "
              "copies); the held-out items are simulated, with the same augmentations, not measured data.", "",
              "| radiation | groups | structures | train items | held-out items (structures) | epochs | "
-             "top-1 | top-6 | temperature |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "top-1 | top-6 | temperature | ECE before → after | confident (p ≥ threshold): share |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summaries:
+        confident = (f"{_fmt(s.get('confidence_threshold'), 2)}: {_fmt(s.get('confident_coverage'), 2)}"
+                     if s.get("confidence_threshold") is not None else "–")
         lines.append(f"| {s['radiation']} | {s['n_groups']} | {s['n_structures']} | {s['n_train']} | "
                      f"{s['n_heldout']} ({s['n_heldout_structures']}) | {s['epochs']} | {_fmt(s['heldout_top1'])} | "
-                     f"{_fmt(s['heldout_top6'])} | {_fmt(s.get('temperature'), 2)} |")
+                     f"{_fmt(s['heldout_top6'])} | {_fmt(s.get('temperature'), 2)} | "
+                     f"{_fmt(s.get('ece_before'))} → {_fmt(s.get('ece_after'))} | {confident} |")
     lines += ["", "## Validation curve (held-out accuracy after each epoch)", ""]
     header = "| epoch | " + " | ".join(f"{s['radiation']} top-1 | {s['radiation']} top-6" for s in summaries) + " |"
     lines += [header, "|---:|" + "---:|" * (2 * len(summaries))]

@@ -9,9 +9,12 @@ Written to ``out_dir``: ``model.pt`` (weights + meta: spacegroups, radiation, ``
 the training summary, ``temperature``), ``history.csv`` (per epoch), ``heldout.parquet`` (the
 held-out items' logits and probabilities, for calibration) and ``summary.json``.
 
-Calibration: :func:`calibrate_on_heldout` is the hook. When ``xtalspec.evaluation.calibration``
-(``fit_temperature(logits, labels)``) is importable it fits a temperature on the held-out logits
-and the meta carries it; otherwise ``temperature`` is None and ``calibration`` says why.
+Calibration: :func:`calibrate_on_heldout` is the hook. With :mod:`xtalspec.evaluation.verdicts`
+it stores what predict-pdf's verdicts need (``calibrate_members``: a temperature fitted on half of
+the held-out items, verdict thresholds and the ECE before/after on the other half, an
+out-of-distribution reference of training features); with only
+``xtalspec.evaluation.calibration.fit_temperature`` a temperature; otherwise ``temperature`` is
+None. ``calibration_note`` says which.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float((top == labels[:, None]).any(axis=1).mean())
 
 
+def _finite(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -85,23 +92,50 @@ class HeldOutCurve(Classifier):
         return False
 
 
-def calibrate_on_heldout(logits: np.ndarray, labels: np.ndarray) -> tuple[float | None, str]:
-    """Calibration hook: (temperature, note). Uses ``xtalspec.evaluation.calibration.fit_temperature``
-    when that module exists; (None, reason) otherwise, so predict-pdf keeps the raw softmax."""
-    try:
-        from ..evaluation.calibration import fit_temperature
-    except ImportError:
-        return None, "not calibrated: xtalspec.evaluation.calibration.fit_temperature not available"
+@torch.no_grad()
+def logits_and_features(model, x: np.ndarray, device: torch.device, batch_size: int = 512
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and penultimate features (the input of the last Linear layer) of every row of ``x``."""
+    from ..evaluation.verdicts import forward_with_features
+
+    model.eval()
+    logits, features = [], []
+    for start in range(0, len(x), batch_size):
+        out, f = forward_with_features(model, torch.from_numpy(x[start:start + batch_size]).to(device))
+        logits.append(out["logits"].float().cpu().numpy())
+        features.append(f.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def calibrate_on_heldout(logits: np.ndarray, labels: np.ndarray, features_heldout: np.ndarray | None = None,
+                         features_train: np.ndarray | None = None, seed: int = 0) -> tuple[dict, str]:
+    """Calibration hook: (entries for the checkpoint meta, note). With
+    ``xtalspec.evaluation.verdicts.calibrate_members``: temperature, verdict thresholds, ECE/NLL
+    before and after, OOD reference (:func:`~xtalspec.evaluation.verdicts.member_meta`); with only
+    ``xtalspec.evaluation.calibration.fit_temperature``: the temperature; otherwise none."""
     if len(labels) == 0:
-        return None, "not calibrated: no held-out items"
-    temperature = float(fit_temperature(logits, labels))
-    if not math.isfinite(temperature) or temperature <= 0:
-        return None, f"not calibrated: fit_temperature gave {temperature}"
-    return temperature, "temperature scaling fitted on the held-out structures' logits"
+        return {"temperature": None}, "not calibrated: no held-out items"
+    try:
+        from ..evaluation.verdicts import calibrate_members, member_meta
+    except ImportError:
+        try:
+            from ..evaluation.calibration import fit_temperature
+        except ImportError:
+            return {"temperature": None}, "not calibrated: xtalspec.evaluation.calibration not available"
+        temperature = float(fit_temperature(logits, labels))
+        if not math.isfinite(temperature) or temperature <= 0:
+            return {"temperature": None}, f"not calibrated: fit_temperature gave {temperature}"
+        return {"temperature": temperature}, "temperature fitted on the held-out structures' logits (no verdicts)"
+    with_features = features_heldout is not None and features_train is not None and len(features_train) > 0
+    calibration = calibrate_members(logits[None], labels, [features_heldout] if with_features else None,
+                                    [features_train] if with_features else None, target_accuracy=0.9, seed=seed)
+    note = (f"temperature {calibration['temperature']:.3g} ({calibration['split']}); ECE "
+            f"{calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}")
+    return member_meta(calibration, 0), note
 
 
 def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Path,
-                       class_weight_power: float = 0.5) -> dict:
+                       class_weight_power: float = 0.5, n_reference: int = 3000) -> dict:
     table, description = read_frame(dataset)
     out_dir = Path(out_dir)
     groups = [int(g) for g in description["spacegroups"]]
@@ -126,10 +160,17 @@ def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Pat
                   run_fingerprint(dataset, model="pdfnet-deploy", settings=settings,
                                   class_weight_power=class_weight_power))
 
-    logits = logits_of(model, x_held, pick_device(cfg.device), amp=cfg.amp)
+    device = pick_device(cfg.device)
     labels = held_data.labels
+    try:  # PDFNet.forward_features (with the verdicts module): logits and features in one pass
+        logits, features_held = logits_and_features(model, x_held, device)
+        sample = np.sort(np.random.default_rng(cfg.seed).permutation(len(x_train))[:n_reference])
+        _, features_train = logits_and_features(model, x_train[sample], device)
+    except ImportError:
+        logits, features_held, features_train = logits_of(model, x_held, device, amp=cfg.amp), None, None
     probabilities = softmax(logits) if len(logits) else logits
-    temperature, calibration = calibrate_on_heldout(logits, labels)
+    calibration_meta, calibration = calibrate_on_heldout(logits, labels, features_held, features_train, cfg.seed)
+    temperature = calibration_meta.get("temperature")
     rmax = np.array([json.loads(p)["rmax"] for p in held_part["params"]]) if len(held_part) else np.zeros(0)
     by_rmax = []
     for lo, hi in zip(RMAX_BINS[:-1], RMAX_BINS[1:]):
@@ -143,6 +184,10 @@ def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Pat
                "copies": description["copies"], "epochs": cfg.epochs,
                "heldout_top1": topk_accuracy(logits, labels, 1), "heldout_top6": topk_accuracy(logits, labels, 6),
                "heldout_by_rmax": by_rmax, "temperature": temperature, "calibration": calibration,
+               "ece_before": calibration_meta.get("calibration", {}).get("ece_before"),
+               "ece_after": calibration_meta.get("calibration", {}).get("ece_after"),
+               "confidence_threshold": _finite((calibration_meta.get("verdict_thresholds") or {}).get("confidence_threshold")),
+               "confident_coverage": _finite((calibration_meta.get("verdict_thresholds") or {}).get("coverage")),
                "class_weight_power": class_weight_power,
                "groups_outside_paper": description["groups_outside_paper"],
                "paper_groups_missing": description["paper_groups_missing"],
@@ -151,7 +196,7 @@ def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Pat
                           "heldout_top6": h.get("heldout_top6")} for h in history]}
     meta = {"model": "pdfnet", "deploy": True, "radiation": radiation, "spacegroups": groups, "seed": cfg.seed,
             "n_train": int(len(train_part)), "dataset": str(dataset), "code_version": code_version(),
-            "temperature": temperature, "calibration": calibration,
+            **calibration_meta, "calibration_note": calibration,
             "augment": description.get("augment"), "min_per_group": description["min_per_group"],
             "training": {k: v for k, v in summary.items() if k not in ("spacegroups", "curve")},
             "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()
