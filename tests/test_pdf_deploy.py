@@ -241,6 +241,7 @@ def test_predict_pdf_picks_the_model_of_the_radiation(deploy_run, capsys):
     printed = capsys.readouterr().out
     assert "radiation: neutron (the neutron deploy model)" in printed and "trained on X-ray" not in printed
     assert "verdict:" in printed and "model has no calibration" not in printed
+    assert "qmax = 22 (model trained on 14–30)" in printed  # the deploy model's drawn range, not Table 1's 23
     assert "p_deploy_neutron" in pd.read_csv(out).columns
     assert main(["predict-pdf", str(xray), "--models", str(models), "--out", str(out)]) == 0
     assert "p_deploy_xray" in pd.read_csv(out).columns

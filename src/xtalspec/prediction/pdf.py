@@ -203,6 +203,7 @@ class PDFPrediction:
     models: list[str] = dataclasses.field(default_factory=list)
     model_radiation: str | None = None  # the radiation the models were trained for (deploy models)
     notes: list = dataclasses.field(default_factory=list)
+    trained_ranges: dict | None = None  # deploy models: {"qmax": (lo, hi), "qdamp": (lo, hi)} drawn in training
 
     @property
     def verdict(self) -> str | None:
@@ -210,7 +211,9 @@ class PDFPrediction:
 
     @property
     def text(self) -> str:
-        notes = [f"{k} = {self.header[k]:g} (model trained at {PAPER_PARAMS[k]:g})"
+        ranges = self.trained_ranges or {}
+        notes = [f"{k} = {self.header[k]:g} (model trained on {ranges[k][0]:g}–{ranges[k][1]:g})" if k in ranges
+                 else f"{k} = {self.header[k]:g} (model trained at {PAPER_PARAMS[k]:g})"
                  for k in ("qmax", "qdamp", "qmin", "qbroad") if k in self.header]
         lines = [f"{self.source}: data to r = {self.data_rmax:.2f} Å (zero beyond, as in training's rmax sweep); "
                  f"read by {self.layout}" + (f"; {self.normalisation}" if self.normalisation != "G(r)" else "")]
@@ -274,6 +277,17 @@ def select_models(models_dir: str | Path | None, radiation: str | None) -> tuple
     return find_models(root), None, []
 
 
+def _deploy_ranges(metas: list[dict]) -> dict:
+    """The Qmax and Qdamp ranges a deploy model drew its training PDFs from (its meta's augment)."""
+    from ..datasets.pdf_paper import SWEEPS
+
+    qmax = (metas[0].get("augment") or {}).get("qmax") if metas else None
+    ranges = {"qdamp": (min(SWEEPS["qdamp"]["values"]), max(SWEEPS["qdamp"]["values"]))}
+    if qmax and len(qmax) == 2:
+        ranges["qmax"] = (float(qmax[0]), float(qmax[1]))
+    return ranges
+
+
 def predict_pdf(path: str | Path, models_dir: str | Path | None = None, top: int = 6,
                 radiation: str | None = None) -> PDFPrediction:
     """Rank the space groups of a measured PDF by the mean probability of every trained model
@@ -311,4 +325,4 @@ def predict_pdf(path: str | Path, models_dir: str | Path | None = None, top: int
     return PDFPrediction(str(path), measured.header, float(r.max()), with_crystal_system(ranking),
                          radiation or measured.radiation, measured.layout, measured.normalisation,
                          crystal_system_ranking(groups, mean), assess(float(mean.max()), metas, scores), paths,
-                         model_radiation, model_notes)
+                         model_radiation, model_notes, _deploy_ranges(metas) if model_radiation else None)
