@@ -5,7 +5,8 @@ I_hkl = |F_hkl|^2 (multiplicity included) accumulated into 10001 equal 1/d bins 
 0.1131 and 1.0625 1/Angstrom, maximum 1, no wavelength, no Lorentz-polarisation. A measured
 powder pattern I(2theta) is turned into that input in five steps:
 
-1. read the file (:func:`read_pattern`, or :func:`read_peak_list` when it already lists peaks);
+1. read the file (:func:`read_pattern`, or :func:`read_peak_list` when it already lists peaks), in
+   any format of :mod:`xtalspec.spectra.pattern_formats` (detected on content);
 2. find the peaks (:func:`find_peaks`): SNIP background, ``scipy.signal.find_peaks_cwt``
    (as the paper did) with wavelet widths derived from the 2theta step, parabolic refinement;
 3. divide each peak height by the Lorentz-polarisation factor (:func:`lorentz_polarisation`,
