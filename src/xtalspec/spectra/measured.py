@@ -49,8 +49,9 @@ from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
 
 __all__ = [
     "PatternError", "WavelengthError", "WAVELENGTHS", "FORMATS", "parse_wavelength", "read_pattern",
-    "read_pattern_with_meta", "read_peak_list", "is_peak_list", "estimate_background", "find_peaks", "lorentz_polarisation",
-    "peak_table", "profile_from_peaks", "MeasuredProfile", "profile_from_pattern",
+    "read_pattern_with_meta", "read_peak_list", "is_peak_list", "estimate_background", "find_peaks",
+    "lorentz_polarisation", "peak_table", "profile_from_peaks", "MeasuredProfile", "profile_from_pattern",
+    "raw_profile_from_pattern",
 ]
 
 # --------------------------------------------------------------------------- reading files
