@@ -298,7 +298,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("predict-xrd", help="space group and volume from a measured 2θ pattern (Scheme 2)")
     p.add_argument("pattern")
-    p.add_argument("--wavelength", required=True, help="CuKa, MoKa, … or a value in Å")
+    p.add_argument("--wavelength", default=None,
+                   help="CuKa, MoKa, … or a value in Å; default: the wavelength the file states (XRDML, UXD, "
+                        "DASH .xye, Fox XML), an error if it states none. A given value wins over the file's")
     p.add_argument("--models", default=None,
                    help="folder of trained members (default: the deploy models, results/xrd/deploy/models; "
                         "results/xrd/models: the paper-protocol ensembles; padnet: results/thesis/padnet/models)")

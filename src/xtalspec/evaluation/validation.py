@@ -50,9 +50,9 @@ def _truthy(value) -> bool | None:
 
 
 def _rank_xrd(row, models):
-    from ..prediction.xrd import predict_pattern
+    from ..prediction.xrd import DEPLOY_MODELS_DIR, predict_pattern
 
-    result = predict_pattern(row["path"], row.get("wavelength") or "CuKa", models or "results/xrd/models", top=10_000,
+    result = predict_pattern(row["path"], row.get("wavelength") or None, models or DEPLOY_MODELS_DIR, top=10_000,
                              peak_list=_truthy(row.get("peak_list")))
     ranking = result.ranking
     return [int(s) for s in ranking["spacegroup"]], ranking["p_ensemble"].to_numpy(float), _verdict_fields(result)

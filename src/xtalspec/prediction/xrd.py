@@ -54,10 +54,12 @@ class XRDPrediction:
         m = self.measured
         what = f"{len(m.peaks)} peaks" if len(m.peaks) else "whole scan, no peak picking"
         lines = [f"{m.source}: {what}, λ = {m.wavelength:.5f} Å, 1/d {m.inv_d_range[0]:.4f}–"
-                 f"{m.inv_d_range[1]:.4f} Å⁻¹ ({100 * m.coverage:.0f} % of the model's range)",
-                 f"ensemble of {len(self.members)} members" if len(self.members) > 1 else f"model {self.members[0]}",
-                 "", self.ranking.to_string(index=False,
-                                                                                       float_format="%.3f")]
+                 f"{m.inv_d_range[1]:.4f} Å⁻¹ ({100 * m.coverage:.0f} % of the model's range)"]
+        if m.file_wavelength is not None and abs(m.file_wavelength - m.wavelength) > 1e-3 * m.wavelength:
+            lines.append(f"note: the file ({m.format}) states λ = {m.file_wavelength:.5f} Å; the given "
+                         f"{m.wavelength:.5f} Å was used")
+        lines += [f"ensemble of {len(self.members)} members" if len(self.members) > 1 else f"model {self.members[0]}",
+                  "", self.ranking.to_string(index=False, float_format="%.3f")]
         extra = verdict_lines(self.crystal_systems, self.assessment)
         if extra:
             lines += ["", *extra]

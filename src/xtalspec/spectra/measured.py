@@ -5,7 +5,8 @@ I_hkl = |F_hkl|^2 (multiplicity included) accumulated into 10001 equal 1/d bins 
 0.1131 and 1.0625 1/Angstrom, maximum 1, no wavelength, no Lorentz-polarisation. A measured
 powder pattern I(2theta) is turned into that input in five steps:
 
-1. read the file (:func:`read_pattern`, or :func:`read_peak_list` when it already lists peaks);
+1. read the file (:func:`read_pattern`, or :func:`read_peak_list` when it already lists peaks), in
+   any format of :mod:`xtalspec.spectra.pattern_formats` (detected on content);
 2. find the peaks (:func:`find_peaks`): SNIP background, ``scipy.signal.find_peaks_cwt``
    (as the paper did) with wavelet widths derived from the 2theta step, parabolic refinement;
 3. divide each peak height by the Lorentz-polarisation factor (:func:`lorentz_polarisation`,
@@ -30,7 +31,6 @@ such peaks by hand. Strip K-alpha2 before this step, or pass the data as a peak 
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,30 +40,19 @@ import pandas as pd
 from scipy.ndimage import median_filter, uniform_filter1d
 from scipy.signal import find_peaks_cwt, peak_prominences, savgol_filter
 
-from ..utils.textfiles import check_axis, read_data_text
+from ..utils.textfiles import check_axis
+from .pattern_formats import FORMATS, ParsedPattern, PatternError, read_pattern_file
+from .pattern_formats import numeric_rows as _numeric_rows  # noqa: F401  (the 2/3-column reader, moved)
+from .pattern_formats import split_fields as _split  # noqa: F401
 from .radiation import WAVELENGTHS, WavelengthError, lorentz_polarisation, parse_wavelength
 from .xrd import BIN_WIDTH, INV_D_MAX, INV_D_MIN, N_BINS, bin_profile
 
 __all__ = [
-    "PatternError", "WavelengthError", "WAVELENGTHS", "parse_wavelength", "read_pattern",
-    "read_peak_list", "is_peak_list", "estimate_background", "find_peaks", "lorentz_polarisation",
-    "peak_table", "profile_from_peaks", "MeasuredProfile", "profile_from_pattern",
+    "PatternError", "WavelengthError", "WAVELENGTHS", "FORMATS", "parse_wavelength", "read_pattern",
+    "read_pattern_with_meta", "read_peak_list", "is_peak_list", "estimate_background", "find_peaks",
+    "lorentz_polarisation", "peak_table", "profile_from_peaks", "MeasuredProfile", "profile_from_pattern",
+    "raw_profile_from_pattern",
 ]
-
-# --------------------------------------------------------------------------- errors
-
-
-class PatternError(ValueError):
-    """A measured pattern (or peak list) cannot be turned into a model input.
-
-    ``str(err)`` is ``"<file>: <problem>"``; the parts are ``err.path`` and ``err.problem``.
-    """
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
 
 # --------------------------------------------------------------------------- reading files
 
@@ -72,57 +61,23 @@ MIN_PEAKS = 3  # a peak list with fewer peaks says nothing about a space group
 MIN_STEP_DEG = 1e-5  # a finer 2theta step is not a measured scan
 PEAK_LIST_MAX_POINTS = 200  # auto-detection: shorter, unevenly spaced files are peak lists
 EVEN_STEP_TOLERANCE = 0.1  # steps within 10 % of the median step count as evenly spaced
-_SPLIT = re.compile(r"[\s,;]+")
-_SPLIT_SEMICOLON = re.compile(r"[\s;]+")
-
-
-def _split(line: str) -> list[str]:
-    """Fields of one data line. With a ';' in the line, ',' is a decimal comma (European CSV)."""
-    if ";" in line:
-        return [f.replace(",", ".") for f in _SPLIT_SEMICOLON.split(line) if f]
-    return [f for f in _SPLIT.split(line) if f]
+def _read_parsed(path) -> ParsedPattern:
+    """The file in whichever format it is (:func:`xtalspec.spectra.pattern_formats.read_pattern_file`),
+    values checked (finite, 2theta inside (0, 180)); file order kept."""
+    parsed = read_pattern_file(path)
+    _check_values(Path(path), parsed.two_theta, parsed.intensity)
+    return parsed
 
 
 def _read_columns(path) -> tuple[np.ndarray, np.ndarray]:
-    """(2theta, intensity) rows of a 2- or 3-column text file, in file order, values checked.
+    """(2theta, intensity) of a pattern file in file order, values checked.
 
-    Lines starting with '#' or '!' and blank lines are skipped; one non-numeric line before the
-    first data row is a header. A third column (e.g. the esd of .xye files) is ignored.
+    Any format of :data:`FORMATS` (detected on content); for 2- or 3-column text, lines starting
+    with '#' or '!' and blank lines are skipped, one non-numeric line before the first data row
+    is a header, and a third column (e.g. the esd of .xye files) is ignored.
     """
-    path = Path(path)
-    text = read_data_text(path, PatternError)
-    rows = _numeric_rows(path, text)
-    if not rows:
-        raise PatternError(path, "no numeric data rows (only comments or a header)")
-    data = np.asarray(rows, dtype=np.float64)
-    _check_values(path, data[:, 0], data[:, 1])
-    return data[:, 0], data[:, 1]
-
-
-def _numeric_rows(path: Path, text: str) -> list[list[float]]:
-    rows: list[list[float]] = []
-    header_seen = False
-    n_columns = None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        fields = _split(line)
-        try:
-            values = [float(f) for f in fields]
-        except ValueError:
-            if not rows and not header_seen:
-                header_seen = True
-                continue
-            raise PatternError(path, f"line {lineno} is not numeric: {line[:60]!r}") from None
-        if len(values) not in (2, 3):
-            raise PatternError(path, f"line {lineno} has {len(values)} columns; expected 2 (2theta, intensity) "
-                                     "or 3 (2theta, intensity, esd)")
-        if n_columns is not None and len(values) != n_columns:
-            raise PatternError(path, f"line {lineno} has {len(values)} columns, earlier lines {n_columns}")
-        n_columns = len(values)
-        rows.append(values[:2])
-    return rows
+    parsed = _read_parsed(path)
+    return parsed.two_theta, parsed.intensity
 
 
 def _check_values(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> None:
@@ -169,11 +124,22 @@ def read_pattern(path) -> tuple[np.ndarray, np.ndarray]:
 
     Text with 2 or 3 columns (.xy, .xye, .csv, .txt, .dat ...), separators comma, space, tab or
     semicolon (with semicolons a comma is read as a decimal comma), comments '#'/'!', at most one
-    header line. Raises :class:`PatternError` (naming the file) for a missing or empty file,
+    header line; or any other format of :data:`FORMATS` (XRDML, FullProf, UXD, RIETAN, IGOR, DASH
+    .xye, MAUD pairs, Fox XML; bzip2/gzip compressed or not), recognised by content, not by the
+    extension. Raises :class:`PatternError` (naming the file) for a missing or empty file,
     non-numeric content, fewer than ``MIN_PATTERN_POINTS`` points, non-finite values or 2theta
     outside (0, 180) degrees.
     """
     return _as_pattern(path, *_read_columns(path))
+
+
+def read_pattern_with_meta(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`read_pattern` plus what the file says about itself: ``meta["format"]`` (a key of
+    :data:`FORMATS`, ``+bz2``/``+gzip`` when compressed), ``meta["wavelength"]`` (Angstrom, or
+    None when the file states none) and ``meta["notes"]`` (e.g. how the wavelength was derived)."""
+    parsed = _read_parsed(path)
+    two_theta, intensity = _as_pattern(path, parsed.two_theta, parsed.intensity)
+    return two_theta, intensity, parsed.meta
 
 
 def read_peak_list(path) -> tuple[np.ndarray, np.ndarray]:
@@ -483,6 +449,8 @@ class MeasuredProfile:
 
     ``inv_d_range`` is the 1/d span of the data (the scan, or the peaks of a peak list);
     ``coverage`` the fraction of the model's 1/d range (0.1131-1.0625) that span covers.
+    ``wavelength`` is the one used; ``file_wavelength`` the one the file states (None if none),
+    ``format`` the file's format (a key of :data:`FORMATS`).
     """
 
     source: str
@@ -493,6 +461,8 @@ class MeasuredProfile:
     inv_d_range: tuple[float, float]
     coverage: float
     from_peak_list: bool
+    file_wavelength: float | None = None
+    format: str = "columns"
 
 
 def _coverage(inv_d_range: tuple[float, float]) -> float:
@@ -500,24 +470,51 @@ def _coverage(inv_d_range: tuple[float, float]) -> float:
     return float(max(0.0, overlap) / (INV_D_MAX - INV_D_MIN))
 
 
-def _wavelength_for(path, wavelength) -> float:
+#: ``wavelength`` values that mean "the wavelength the file states"
+FROM_FILE = (None, "file", "auto")
+
+
+def _from_file(wavelength) -> bool:
+    return wavelength is None or (isinstance(wavelength, str) and wavelength.strip().lower() in FROM_FILE)
+
+
+def _wavelength_for(path, wavelength) -> float | None:
+    """The caller's wavelength in Angstrom, or None when it is to come from the file."""
+    if _from_file(wavelength):
+        return None
     try:
         return parse_wavelength(wavelength)
     except WavelengthError as exc:
         raise PatternError(path, str(exc)) from None
 
 
-def profile_from_pattern(path, wavelength, peak_list: bool | None = None, *,
+def _resolve_wavelength(path, given: float | None, parsed: ParsedPattern) -> float:
+    """The given wavelength wins over the file's; without one, the file's; else an error."""
+    if given is not None:
+        return given
+    if parsed.wavelength is None:
+        raise PatternError(path, f"no wavelength given and the file ({parsed.format} format) states none; "
+                                 "give one (CuKa, MoKa, ... or a value in Angstrom)")
+    return parsed.wavelength
+
+
+def profile_from_pattern(path, wavelength=None, peak_list: bool | None = None, *,
                          monochromator_two_theta: float | None = None, **peak_options) -> MeasuredProfile:
     """Read ``path``, find its peaks and build the model input for ``wavelength``.
 
+    ``wavelength``: a name ("CuKa") or Angstrom; None (or "file") takes the wavelength the file
+    states (XRDML, UXD, DASH .xye, Fox XML). A given wavelength wins over the file's; both are
+    kept in the result (``wavelength``, ``file_wavelength``).
     ``peak_list``: True reads the file as a peak list, False as a scan, None decides by
     :func:`is_peak_list`. ``peak_options`` go to :func:`find_peaks`. Raises
-    :class:`PatternError` naming the file when the wavelength is unknown, the file unreadable,
-    the 2theta range does not overlap the model's 1/d range, or no peak is found inside it.
+    :class:`PatternError` naming the file when the wavelength is unknown (or neither given nor
+    stated by the file), the file unreadable, the 2theta range does not overlap the model's 1/d
+    range, or no peak is found inside it.
     """
-    lam = _wavelength_for(path, wavelength)
-    raw = _read_columns(path)
+    given = _wavelength_for(path, wavelength)
+    parsed = _read_parsed(path)
+    lam = _resolve_wavelength(path, given, parsed)
+    raw = parsed.two_theta, parsed.intensity
     as_peaks = is_peak_list(raw[0]) if peak_list is None else bool(peak_list)
     two_theta, intensity = (_as_peak_list if as_peaks else _as_pattern)(path, *raw)
     tt_range = (float(two_theta[0]), float(two_theta[-1]))
@@ -532,20 +529,25 @@ def profile_from_pattern(path, wavelength, peak_list: bool | None = None, *,
         raise PatternError(path, "no peaks found in the scan (if it lists peaks, pass peak_list=True)")
     table = peak_table(positions, heights, lam, monochromator_two_theta=monochromator_two_theta)
     profile = _profile(table, path, lam)
-    return MeasuredProfile(str(path), lam, profile, table, tt_range, inv_d_range, coverage, as_peaks)
+    return MeasuredProfile(str(path), lam, profile, table, tt_range, inv_d_range, coverage, as_peaks,
+                           parsed.wavelength, parsed.format)
 
 
-def raw_profile_from_pattern(path, wavelength, *, monochromator_two_theta: float | None = None) -> MeasuredProfile:
+def raw_profile_from_pattern(path, wavelength=None, *,
+                             monochromator_two_theta: float | None = None) -> MeasuredProfile:
     """A whole scan, without peak picking or background removal, on the model's 1/d grid: for
     models that read raw laboratory patterns (PADNet, trained on δ-profiles rendered with line
     broadening, counting noise and backgrounds). Intensities are divided by the LP factor (the
     δ-profiles carry none), interpolated linearly at the bin centres inside the scanned 1/d
     span (0 outside it), shifted so the smallest value inside is 0 and scaled to a maximum of 1.
+    ``wavelength`` as in :func:`profile_from_pattern` (None: the file's).
     Raises :class:`PatternError` naming the file for peak lists, no overlap with the model's
     range, or a scan that is flat once resampled.
     """
-    lam = _wavelength_for(path, wavelength)
-    raw = _read_columns(path)
+    given = _wavelength_for(path, wavelength)
+    parsed = _read_parsed(path)
+    lam = _resolve_wavelength(path, given, parsed)
+    raw = parsed.two_theta, parsed.intensity
     if is_peak_list(raw[0]):
         raise PatternError(path, "a raw-pattern model needs the whole scan, not a peak list")
     two_theta, intensity = _as_pattern(path, *raw)
@@ -569,4 +571,4 @@ def raw_profile_from_pattern(path, wavelength, *, monochromator_two_theta: float
         raise PatternError(path, "the scan is flat on the model's 1/d grid")
     empty = pd.DataFrame(columns=["two_theta", "inv_d", "height", "lp", "intensity", "bin"])
     return MeasuredProfile(str(path), lam, (profile / top).astype(np.float32), empty, tt_range, inv_d_range,
-                           _coverage(inv_d_range), False)
+                           _coverage(inv_d_range), False, parsed.wavelength, parsed.format)

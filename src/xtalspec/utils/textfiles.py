@@ -25,11 +25,9 @@ def max_input_bytes() -> int:
     return int(value) if value.isdigit() else MAX_INPUT_BYTES
 
 
-def read_data_text(path, error) -> str:
-    """The text of ``path`` (UTF-8, a BOM dropped, undecodable bytes replaced).
-
-    Raises ``error(path, problem)`` — the caller's file-naming error class — when the file is
-    missing, not a regular file, larger than the limit, or holds nothing but whitespace."""
+def read_data_bytes(path, error) -> bytes:
+    """The bytes of ``path``, refused (``error(path, problem)``) when the file is missing, not a
+    regular file or larger than the limit (checked before reading, and again on what was read)."""
     path = Path(path)
     try:
         info = path.stat()
@@ -45,12 +43,26 @@ def read_data_text(path, error) -> str:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise error(path, f"larger than the {limit:,}-byte limit for a measured-data file")
+    return data
+
+
+def decode_data_text(data: bytes, path, error) -> str:
+    """``data`` as text (UTF-8, a BOM dropped, undecodable bytes replaced); refused when it holds
+    nothing but whitespace or holds NUL bytes (binary content)."""
     text = data.decode("utf-8-sig", errors="replace")
     if not text.strip():
         raise error(path, "the file is empty")
     if "\x00" in text:
         raise error(path, "binary content (NUL bytes), not a text data file")
     return text
+
+
+def read_data_text(path, error) -> str:
+    """The text of ``path`` (UTF-8, a BOM dropped, undecodable bytes replaced).
+
+    Raises ``error(path, problem)`` — the caller's file-naming error class — when the file is
+    missing, not a regular file, larger than the limit, or holds nothing but whitespace."""
+    return decode_data_text(read_data_bytes(path, error), path, error)
 
 
 def check_axis(x: np.ndarray, path, error, name: str, unit: str, min_step: float, extent: tuple[float, float]) -> None:
