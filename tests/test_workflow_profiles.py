@@ -90,7 +90,8 @@ def test_profile_covers_every_training_rule():
     for rule in declared:
         assert PROFILE["set-resources"][rule]["slurm_partition"] == "gpu", rule
     for rule in PROFILE["groups"]:
-        assert rule in {"ingest_shard", "xrd_profiles", "pdf_profiles", "pdf_deploy_profiles", "xanes_feff"}
+        assert rule in {"ingest_shard", "xrd_profiles", "pdf_profiles", "pdf_deploy_profiles", "xrd_deploy_render",
+                        "xanes_feff"}
 
 
 def _sbatch(job: dict) -> str:

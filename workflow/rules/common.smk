@@ -361,5 +361,11 @@ def xrd_deploy_members(name="model.pt", root=None):
     return [str(root / f"{m}/all/fold0/seed{s}/{name}") for m in XRD_DEPLOY["models"] for s in XRD_DEPLOY["seeds"]]
 
 
+def xrd_deploy_train_flags(epochs):
+    t = XRD_DEPLOY["train"]
+    return _flags([("--epochs", epochs), ("--batch-size", t["batch_size"]), ("--lr", t["lr"]),
+                   ("--volume-weight", t["volume_weight"]), ("--device", t["device"])])
+
+
 def xrd_deploy_rendered(variant="all"):
     return [str(XRD_DEPLOY_OUT / f"rendered/{variant}/{src}/shard-{shard}.parquet") for src, shard in xrd_shards()]

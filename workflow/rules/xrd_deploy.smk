@@ -53,12 +53,6 @@ rule xrd_deploy_dataset:
         "--out {output:q} > {log:q} 2>&1"
 
 
-def _deploy_train_flags(epochs):
-    t = XRD_DEPLOY["train"]
-    return _flags([("--epochs", epochs), ("--batch-size", t["batch_size"]), ("--lr", t["lr"]),
-                   ("--volume-weight", t["volume_weight"]), ("--device", t["device"])])
-
-
 rule xrd_deploy_train:
     """One deploy member, calibrated on the held-out structures (GPU when present)."""
     input:
@@ -72,7 +66,7 @@ rule xrd_deploy_train:
         model="spgnet|spgvolnet",
         seed=r"\d+",
     params:
-        train=lambda wc: _deploy_train_flags(XRD_DEPLOY["train"]["epochs"]),
+        train=lambda wc: xrd_deploy_train_flags(XRD_DEPLOY["train"]["epochs"]),
         out=lambda wc, output: Path(output.model).parent,
     threads: XRD_DEPLOY.get("train", {}).get("threads", 1)
     resources:
@@ -101,7 +95,7 @@ rule xrd_deploy_ablation_train:
     wildcard_constraints:
         variant=r"all|no-[a-z_]+",
     params:
-        train=lambda wc: _deploy_train_flags(XRD_DEPLOY.get("ablation_epochs", 2)),
+        train=lambda wc: xrd_deploy_train_flags(XRD_DEPLOY.get("ablation_epochs", 2)),
         out=lambda wc, output: Path(output.model).parent,
     threads: XRD_DEPLOY.get("train", {}).get("threads", 1)
     resources:
