@@ -107,3 +107,30 @@ def test_sample_is_stable_as_the_cache_grows():
     small = set(sample_sites(frame.iloc[:40], 2, 7)["site_key"])
     large = set(sample_sites(frame, 2, 7)["site_key"])
     assert len(small) == 2 and (small == large or len(small & large) >= 1)
+
+
+def test_merging_caches_built_side_by_side(tmp_path):
+    """Batches on disjoint elements merge into one cache; a site in both is kept once when its
+    spectrum agrees, and a disagreeing duplicate is refused."""
+    import numpy as np
+    import pytest
+
+    from xtalspec.datasets.xanes_cache import merge_caches, read_cache, rejects_path_for, write_cache
+
+    shipped = read_cache(Path(__file__).resolve().parents[1] / "resources/xanes/feff_cache.parquet")
+    first = shipped[shipped["element"].isin(["Ti", "V"])]
+    second = shipped[shipped["element"].isin(["V", "Fe"])]  # V in both
+    a, b = tmp_path / "a/feff_cache.parquet", tmp_path / "b/feff_cache.parquet"
+    write_cache(first, a)
+    write_cache(second, b)
+    out = tmp_path / "out/feff_cache.parquet"
+    summary = merge_caches([a, b], out)
+    merged = read_cache(out)
+    assert summary["spectra"] == len(merged) == shipped["element"].isin(["Ti", "V", "Fe"]).sum()
+    assert merged["site_key"].is_unique and rejects_path_for(out).exists()
+    changed = second.copy()
+    row = changed.index[changed["element"] == "V"][0]
+    changed.at[row, "mu"] = np.asarray(changed.at[row, "mu"]) * np.float32(1.01)
+    write_cache(changed, b)
+    with pytest.raises(ValueError, match="different spectra"):
+        merge_caches([a, b], tmp_path / "bad/feff_cache.parquet")

@@ -33,6 +33,14 @@ def cmd_feff(args) -> int:
     return 0
 
 
+def cmd_cache_merge(args) -> int:
+    from ..datasets.xanes_cache import merge_caches
+
+    summary = merge_caches(args.caches, args.out)
+    print(f"{summary['spectra']} spectra, {summary['rejects']} rejects; per element and class: {summary['counts']}")
+    return 0
+
+
 def cmd_cache(args) -> int:
     from ..datasets.xanes_cache import DEFAULT_QUOTA, build_cache
 
@@ -188,6 +196,11 @@ def register(sub) -> None:
     p.add_argument("--hours", type=float, default=None, help="stop starting new sites after this long")
     p.add_argument("--max-sites", type=int, default=None, help="stop after this many new sites")
     p.set_defaults(func=cmd_cache)
+
+    p = xsub.add_parser("cache-merge", help="merge FEFF spectra caches (and their rejects) built side by side")
+    p.add_argument("--caches", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="the merged cache (its rejects go beside it)")
+    p.set_defaults(func=cmd_cache_merge)
 
     p = xsub.add_parser("from-cache", help="one element's sites, spectra and FEFF rejects taken from the cache")
     p.add_argument("--cache", required=True)

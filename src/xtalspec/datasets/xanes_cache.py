@@ -92,6 +92,29 @@ def write_cache(frame: pd.DataFrame, path) -> None:
     write_frame(frame[CACHE_COLUMNS], cache_meta(frame), path)
 
 
+def merge_caches(cache_paths, out_path) -> dict:
+    """One cache from several (e.g. batches run side by side on disjoint elements), and their
+    rejects (``rejects_path_for`` each) into ``rejects_path_for(out_path)``. A site in two inputs
+    must hold the same ``feff.inp`` hash and the same spectrum, else ValueError; it is kept once."""
+    frames = [read_cache(p) for p in cache_paths]
+    merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    for key, group in merged.groupby("site_key"):
+        if len(group) > 1:
+            first = group.iloc[0]
+            for _, other in group.iloc[1:].iterrows():
+                if (other["feff_input_sha256"] != first["feff_input_sha256"]
+                        or not np.array_equal(np.asarray(other["mu"]), np.asarray(first["mu"]))
+                        or not np.array_equal(np.asarray(other["energy"]), np.asarray(first["energy"]))):
+                    raise ValueError(f"{key}: two caches hold different spectra for this site")
+    merged = merged.drop_duplicates("site_key").reset_index(drop=True)
+    rejects = pd.concat([_read_rejects(rejects_path_for(p)) for p in cache_paths], ignore_index=True)
+    rejects = rejects[~rejects["site_key"].isin(set(merged["site_key"]))].drop_duplicates("site_key")
+    write_cache(merged, out_path)
+    write_frame(rejects.sort_values("site_key")[REJECT_COLUMNS].reset_index(drop=True),
+                {"kind": "xtalspec FEFF cache rejects"}, rejects_path_for(out_path))
+    return {"spectra": len(merged), "rejects": len(rejects), **cache_meta(merged)}
+
+
 class _SiteStream:
     """Labelled sites of one element, structure by structure, in seeded candidate order."""
 
