@@ -309,7 +309,9 @@ def validation_models(kind):
         return member_files("model.pt")
     if kind == "pdf":
         return [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
-    return [str(XANES_OUT / f"models/{element}/bundle.json") for element in XANES["elements"]]
+    return [str(XANES_OUT / f"models/{element}/bundle.json") for element in XANES["elements"]] + [
+        str(XANES_OUT / "models/cross/bundle.json")
+    ]
 
 
 def validation_models_dir(kind):
