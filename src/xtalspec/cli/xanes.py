@@ -259,7 +259,7 @@ def register(sub) -> None:
     p = xsub.add_parser("dataset", help="grid, scaling, duplicates, pre-edge cutoff (Table I)")
     p.add_argument("--spectra", nargs="+", required=True)
     p.add_argument("--feff-rejects", nargs="*", default=[], help="reject tables of the earlier XANES stages (sites, FEFF)")
-    p.add_argument("--min-coverage", type=float, default=0.9)
+    p.add_argument("--min-coverage", type=float, default=0.8)
     p.add_argument("--dedup-tol", type=float, default=0.015)
     p.add_argument("--pre-edge-offset", type=float, default=0.0)
     p.add_argument("--preprocessing", default=None,

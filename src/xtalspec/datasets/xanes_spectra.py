@@ -13,7 +13,9 @@ successful run. Failed / timed-out / unphysical runs are rejects with FEFF's rea
 into a model input in ``predict-xanes``): every FEFF spectrum broadened, its E0 found by the
 measured-spectrum rule, normalised to an edge step of 1 and put on the relative grid E − E0
 (−15…+34.5 eV, 100 points); spectra whose edge cannot be found are rejects "no_edge", those
-covering less than ``min_coverage`` of the grid "grid_coverage"; near-duplicates removed (mean
+covering less than ``min_coverage`` (0.8) of the grid "grid_coverage" (FEFF starts its energy
+grid near the Fermi level, 6–25 eV below the half-step E0; below its first point μ is carried
+at its first, pre-edge value); near-duplicates removed (mean
 |Δμ| < ``dedup_tol`` = 0.015 against an earlier spectrum in site-key order; recorded as rejects
 "duplicate_spectrum" naming the kept one); the pre-edge region = grid points below E0 +
 ``pre_edge_offset``. ``preprocessing`` with ``energy_axis: absolute`` is the old convention
@@ -178,7 +180,7 @@ def _element_part(frame: pd.DataFrame, element: str, n_points: int, step: float,
 
 
 def build_xanes_dataset(spectra_paths, feff_rejects_paths=(), n_points: int = grid_mod.N_POINTS,
-                        step: float = grid_mod.STEP_EV, min_coverage: float = 0.9,
+                        step: float = grid_mod.STEP_EV, min_coverage: float = 0.8,
                         dedup_tol: float = 0.015, pre_edge_offset: float = 0.0, preprocessing=None):
     """(data set, rejects, meta) from FEFF shards of any elements (rules in the module docstring).
     ``preprocessing``: a :class:`xtalspec.spectra.xanes_matching.Preprocessing` or its dict
@@ -194,7 +196,7 @@ def build_xanes_dataset(spectra_paths, feff_rejects_paths=(), n_points: int = gr
 
 
 def dataset_from_frames(spectra: pd.DataFrame, rejects: pd.DataFrame | None = None, n_points: int = grid_mod.N_POINTS,
-                        step: float = grid_mod.STEP_EV, min_coverage: float = 0.9, dedup_tol: float = 0.015,
+                        step: float = grid_mod.STEP_EV, min_coverage: float = 0.8, dedup_tol: float = 0.015,
                         pre_edge_offset: float = 0.0, preprocessing=None, sources=()):
     """:func:`build_xanes_dataset` on FEFF-shard rows already in memory."""
     pp = preprocessing if isinstance(preprocessing, matching.Preprocessing) else \

@@ -343,23 +343,23 @@ def run_comparison(caches, labels_path, out_md, out_csv, per_file_csv=None, n_se
     choices = choices or default_choices()
     if names:
         choices = [c for c in choices if c.name in set(names)]
-    summaries, files = [], []
-    for choice in choices:
-        summary, per_file = evaluate_choice(choice, spectra, measured, n_seeds=n_seeds, train_cfg=train_cfg)
-        summaries.append(summary)
-        files.append(per_file)
-        log.info("%s done in %.0f s", choice.name, summary["seconds"])
-    summary = pd.DataFrame(summaries)
-    per_file = pd.concat(files, ignore_index=True)
     counts = pd.Series([m["label"] for m in measured]).value_counts().to_dict()
     sources = {"caches": ", ".join(str(c) for c in caches), "n_feff_sites": len(cache), "labels": str(labels_path),
                "n_files": len(measured), "class_counts": ", ".join(f"{k} {v}" for k, v in counts.items())}
     out_csv = Path(out_csv)
-    flat = summary.copy()
-    flat["preprocessing"] = flat["preprocessing"].map(lambda d: ";".join(f"{k}={v}" for k, v in d.items()))
-    flat["shifts_ev"] = flat["shifts_ev"].map(lambda v: " ".join(f"{s:g}" for s in v))
-    atomic_write_text(out_csv, flat.to_csv(index=False))
-    atomic_write_text(Path(per_file_csv) if per_file_csv else out_csv.with_name(out_csv.stem + "_per_file.csv"),
-                      per_file.to_csv(index=False))
-    atomic_write_text(out_md, markdown(summary, per_file, chosen, sources))
+    summaries, files = [], []
+    for choice in choices:  # the tables are rewritten after every choice (a long run can be read as it goes)
+        summary, per_file = evaluate_choice(choice, spectra, measured, n_seeds=n_seeds, train_cfg=train_cfg)
+        summaries.append(summary)
+        files.append(per_file)
+        log.info("%s done in %.0f s", choice.name, summary["seconds"])
+        summary = pd.DataFrame(summaries)
+        per_file = pd.concat(files, ignore_index=True)
+        flat = summary.copy()
+        flat["preprocessing"] = flat["preprocessing"].map(lambda d: ";".join(f"{k}={v}" for k, v in d.items()))
+        flat["shifts_ev"] = flat["shifts_ev"].map(lambda v: " ".join(f"{s:g}" for s in v))
+        atomic_write_text(out_csv, flat.to_csv(index=False))
+        atomic_write_text(Path(per_file_csv) if per_file_csv else out_csv.with_name(out_csv.stem + "_per_file.csv"),
+                          per_file.to_csv(index=False))
+        atomic_write_text(out_md, markdown(summary, per_file, chosen, sources))
     return summary
