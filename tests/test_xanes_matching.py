@@ -79,7 +79,7 @@ def test_prepare_is_one_path_for_feff_and_measured():
     input; a raw measurement (scaled, offset, sloping background, shifted) gives nearly the same."""
     e = np.arange(K_EDGES["Fe"] - 20, K_EDGES["Fe"] + 60, 0.3)
     mu = edge(e, K_EDGES["Fe"] + 15, pre=0.1)
-    pp = xm.Preprocessing(lorentz_factor=0.0, gauss_fwhm_ev=0.0)
+    pp = xm.Preprocessing(lorentz_factor=0.0, gauss_fwhm_ev=0.0, normalisation="step")
     a, info_a = xm.prepare(e, mu, "Fe", pp, simulated=True)
     b, info_b = xm.prepare(e, mu, "Fe", pp, simulated=False)
     np.testing.assert_allclose(a, b)
@@ -98,7 +98,7 @@ def test_prepare_is_one_path_for_feff_and_measured():
 def test_broadening_is_applied_to_simulations_only():
     e = np.arange(K_EDGES["Ni"] - 20, K_EDGES["Ni"] + 60, 0.3)
     mu = edge(e, K_EDGES["Ni"] + 10, white=1.0, width=0.5)
-    pp = xm.Preprocessing(lorentz_factor=2.0, gauss_fwhm_ev=2.0)
+    pp = xm.Preprocessing(lorentz_factor=2.0, gauss_fwhm_ev=2.0, normalisation="step")
     sim, info_sim = xm.prepare(e, mu, "Ni", pp, simulated=True)
     meas, info_meas = xm.prepare(e, mu, "Ni", pp, simulated=False)
     assert info_sim["broadening"]["lorentz_fwhm_ev"] == pytest.approx(2 * 1.44)
@@ -152,7 +152,9 @@ def test_dataset_on_the_shared_relative_grid(dataset):
         assert info["pre_edge_index"] == 30  # grid points below E0
     assert (data["e0"] > 0).all() and len(data) + len(rejects) == 42 and len(data) >= 36
     mu = np.stack(data["mu"].to_numpy())
-    assert np.median(mu[:, -20:]) == pytest.approx(1.0, abs=0.15)  # edge step 1
+    np.testing.assert_allclose(mu.max(axis=1), 1.0, atol=1e-6)  # normalisation "max" (the default)
+    step, _, _ = dataset_from_frames(feff_like_frame(), preprocessing={"normalisation": "step"})
+    assert np.median(np.stack(step["mu"].to_numpy())[:, -20:]) == pytest.approx(1.0, abs=0.15)  # edge step 1
 
 
 QUICK = {"n_folds": 3, "epochs": 15, "test_shifts_ev": [0.0], "noise_levels": [0.0], "min_spectra": 6}

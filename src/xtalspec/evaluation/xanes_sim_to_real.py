@@ -21,7 +21,8 @@ development set become model inputs through ``predict-xanes``' own code
 The choices come in groups: ``cumulative`` (each row adds one change to the row above, from the
 old pipeline to the chosen one), ``one at a time`` (one change on top of the shared relative
 grid with nothing else), ``drop one`` (the chosen preprocessing without one of its changes) and
-``widths`` (the broadening widths around the chosen ones). The development set is 21/24 O6: a
+``widths`` (the broadening widths around the chosen ones). The chosen one is
+:class:`~xtalspec.spectra.xanes_matching.Preprocessing`'s defaults with shifts ±1…±4 eV. The development set is 21/24 O6: a
 constant "O6" scores 88 % accuracy and 33 % balanced accuracy, so balanced accuracy and the T4 /
 S5 recalls matter more than accuracy.
 """
@@ -69,50 +70,49 @@ def default_choices(final: dict | None = None, final_shifts: list | None = None)
     (default: :class:`Preprocessing`'s defaults) and ``final_shifts`` its training shifts."""
     final = dict(final or Preprocessing().as_dict())
     final_shifts = list(final_shifts or WIDE_SHIFTS)
-    step = {"normalisation": "step"}
-    lor = {"lorentz_factor": final.get("lorentz_factor", 1.0)}
-    gau = {"gauss_fwhm_ev": final.get("gauss_fwhm_ev", 1.5)}
-    half = {"e0_rule": "half_step"}
+    norm = {"normalisation": final["normalisation"]}
+    other_norm = {"normalisation": "step" if final["normalisation"] == "max" else "max"}
+    lor = {"lorentz_factor": final["lorentz_factor"]}
+    gau = {"gauss_fwhm_ev": final["gauss_fwhm_ev"]}
+    e0 = {"e0_rule": final["e0_rule"]}
+    chosen = RELATIVE | norm | e0 | lor | gau
+    shifts = f"{final_shifts[0]:g}…{final_shifts[-1]:+g} eV"
     rows = [
         Choice("old", "cumulative", "old pipeline: absolute grid, FEFF E0 by max slope (3-point), measured moved "
                "onto the median FEFF E0 and refined against the training spectra, / max", OLD, OLD_SHIFTS),
-        Choice("relative", "cumulative", "+ one E0 rule (find_edge) for both, grid E − own E0, / max", RELATIVE,
-               OLD_SHIFTS),
-        Choice("+step", "cumulative", "+ edge-step normalisation (no / max)", RELATIVE | step, OLD_SHIFTS),
+        Choice("relative", "cumulative", "+ one E0 rule (find_edge max slope) for both, grid E − own E0",
+               RELATIVE | norm, OLD_SHIFTS),
+        Choice(f"+E0 {e0['e0_rule']}", "cumulative", f"+ E0 rule {e0['e0_rule']}", RELATIVE | norm | e0, OLD_SHIFTS),
         Choice("+lorentz", "cumulative", f"+ Lorentzian {lor['lorentz_factor']:g} × K width on FEFF",
-               RELATIVE | step | lor, OLD_SHIFTS),
-        Choice("+gauss", "cumulative", f"+ Gaussian {gau['gauss_fwhm_ev']:g} eV FWHM on FEFF",
-               RELATIVE | step | lor | gau, OLD_SHIFTS),
-        Choice("+half-step E0", "cumulative", "+ E0 at the half edge step (nearest the max slope)",
-               RELATIVE | step | lor | gau | half, OLD_SHIFTS),
-        Choice("+wide shifts", "cumulative", f"+ training shifts {final_shifts[0]:g}…{final_shifts[-1]:+g} eV",
-               RELATIVE | step | lor | gau | half, final_shifts),
-        Choice("rel+step", "one at a time", "relative + edge-step normalisation", RELATIVE | step, OLD_SHIFTS),
-        Choice("rel+lorentz", "one at a time", "relative + Lorentzian", RELATIVE | lor, OLD_SHIFTS),
-        Choice("rel+gauss", "one at a time", "relative + Gaussian", RELATIVE | gau, OLD_SHIFTS),
-        Choice("rel+half-step E0", "one at a time", "relative + half-step E0", RELATIVE | half, OLD_SHIFTS),
-        Choice("rel+wide shifts", "one at a time", "relative + wide shifts", RELATIVE, final_shifts),
+               RELATIVE | norm | e0 | lor, OLD_SHIFTS),
+        Choice("+gauss", "cumulative", f"+ Gaussian {gau['gauss_fwhm_ev']:g} eV FWHM on FEFF", chosen, OLD_SHIFTS),
+        Choice("chosen", "cumulative", f"+ training shifts {shifts} = the chosen preprocessing", chosen, final_shifts),
+        Choice(f"rel+{other_norm['normalisation']}", "one at a time",
+               f"relative, normalisation {other_norm['normalisation']}", RELATIVE | other_norm, OLD_SHIFTS),
+        Choice(f"rel+E0 {e0['e0_rule']}", "one at a time", f"relative + E0 rule {e0['e0_rule']}", RELATIVE | norm | e0,
+               OLD_SHIFTS),
+        Choice("rel+lorentz", "one at a time", "relative + Lorentzian", RELATIVE | norm | lor, OLD_SHIFTS),
+        Choice("rel+gauss", "one at a time", "relative + Gaussian", RELATIVE | norm | gau, OLD_SHIFTS),
+        Choice("rel+wide shifts", "one at a time", f"relative + shifts {shifts}", RELATIVE | norm, final_shifts),
         Choice("old+lorentz+gauss", "one at a time", "old pipeline + both broadenings on FEFF", OLD | lor | gau,
                OLD_SHIFTS),
-    ]
-    chosen = {k: final[k] for k in ("lorentz_factor", "gauss_fwhm_ev", "normalisation", "e0_rule")}
-    chosen = RELATIVE | chosen
-    rows += [
-        Choice("chosen", "drop one", "the chosen preprocessing and shifts", chosen, final_shifts),
-        Choice("chosen −step", "drop one", "… divided by the maximum instead", chosen | {"normalisation": "max"},
-               final_shifts),
-        Choice("chosen −half-step", "drop one", "… E0 at the maximum slope", chosen | {"e0_rule": "max_slope"},
-               final_shifts),
+        Choice(f"chosen, {other_norm['normalisation']}", "drop one",
+               f"… normalisation {other_norm['normalisation']} instead", chosen | other_norm, final_shifts),
+        Choice("chosen −E0 rule", "drop one", "… E0 at the maximum slope" if e0["e0_rule"] != "max_slope"
+               else "… E0 at the half step", chosen | {"e0_rule": "half_step" if e0["e0_rule"] == "max_slope"
+                                                       else "max_slope"}, final_shifts),
+        Choice("chosen −lorentz", "drop one", "… no Lorentzian", chosen | {"lorentz_factor": 0.0}, final_shifts),
+        Choice("chosen −gauss", "drop one", "… no Gaussian", chosen | {"gauss_fwhm_ev": 0.0}, final_shifts),
         Choice("chosen −wide shifts", "drop one", "… shifts ±1, ±2 eV", chosen, OLD_SHIFTS),
-        Choice("chosen −broadening", "drop one", "… no broadening", chosen | {"lorentz_factor": 0.0, "gauss_fwhm_ev": 0.0},
-               final_shifts),
     ]
-    for factor in (0.0, 0.5, 2.0, 3.0):
-        rows.append(Choice(f"lorentz {factor:g}×", "widths", f"chosen, Lorentzian {factor:g} × K width",
-                           chosen | {"lorentz_factor": factor}, final_shifts))
-    for fwhm in (0.0, 1.0, 2.5, 3.5):
-        rows.append(Choice(f"gauss {fwhm:g} eV", "widths", f"chosen, Gaussian {fwhm:g} eV FWHM",
-                           chosen | {"gauss_fwhm_ev": fwhm}, final_shifts))
+    for factor in (1.0, 2.0, 3.0, 6.0):
+        if factor != final["lorentz_factor"]:
+            rows.append(Choice(f"lorentz {factor:g}×", "widths", f"chosen, Lorentzian {factor:g} × K width",
+                               chosen | {"lorentz_factor": factor}, final_shifts))
+    for fwhm in (1.5, 4.5):
+        if fwhm != final["gauss_fwhm_ev"]:
+            rows.append(Choice(f"gauss {fwhm:g} eV", "widths", f"chosen, Gaussian {fwhm:g} eV FWHM",
+                               chosen | {"gauss_fwhm_ev": fwhm}, final_shifts))
     return rows
 
 
@@ -169,9 +169,26 @@ def _metrics(y_true: list[str], y_pred: list[str]) -> dict:
     return out
 
 
+def _feff_cv(dataset: pd.DataFrame, meta: dict, cfg: dict, n_folds: int) -> dict:
+    """FEFF-vs-FEFF: the cross-element MLP on ``n_folds`` of the workflow's bootstrap folds
+    (:func:`xtalspec.training.xanes.train_cross`), macro F1 pooled over elements and folds — how
+    much of the classes' difference the preprocessing leaves in the simulations."""
+    from sklearn.metrics import f1_score
+
+    from ..training.xanes import train_cross
+
+    predictions, _ = train_cross(dataset, meta, "mlp", cfg | {"n_folds": n_folds, "seed": 0})
+    if predictions.empty:
+        return {"feff_cv_macro_f1": np.nan}
+    f1 = f1_score(predictions["y_true"], predictions["y_pred"], labels=list(CLASSES), average="macro",
+                  zero_division=0)
+    return {"feff_cv_macro_f1": float(f1)}
+
+
 def evaluate_choice(choice: Choice, spectra: pd.DataFrame, measured: list[dict], n_seeds: int = 3,
-                    train_cfg: dict | None = None, cross: bool = True) -> tuple[dict, pd.DataFrame]:
-    """(summary row, per-file rows) of one choice (module docstring)."""
+                    train_cfg: dict | None = None, cross: bool = True, cv_folds: int = 5) -> tuple[dict, pd.DataFrame]:
+    """(summary row, per-file rows) of one choice (module docstring); ``cv_folds`` > 0 adds the
+    FEFF-vs-FEFF macro F1 of the cross-element MLP (``feff_cv_macro_f1``, relative grid only)."""
     from ..datasets.xanes_spectra import dataset_from_frames
     from ..models.xanes import class_probabilities, standardise
     from ..prediction.xanes import model_input
@@ -264,6 +281,8 @@ def evaluate_choice(choice: Choice, spectra: pd.DataFrame, measured: list[dict],
                 row |= {f"{name}_p_{c}": float(v) for c, v in zip(CLASSES, mean)}
                 row[f"{name}_label"] = CLASSES[int(np.argmax(mean))]
         rows.append(row)
+    if cv_folds and pp.energy_axis == "relative":
+        summary |= _feff_cv(dataset, meta, cfg, cv_folds)
     summary["seconds"] = round(time.monotonic() - start, 1)
     log.info("sim-to-real %s: %s", choice.name, {k: summary[k] for k in ("d_same", "d_other", "nn_correct")})
     return summary, pd.DataFrame(rows)
@@ -292,10 +311,12 @@ def markdown(summary: pd.DataFrame, per_file: pd.DataFrame, chosen: str, sources
              "nearest FEFF spectrum has the right class. (b) accuracy / balanced accuracy (mean recall of O6, T4, S5) "
              "on the measured files of models trained on the cache with that preprocessing: per-element MLP, CNN and "
              f"the cross-element MLP×, CNN× (relative grid only); mean ± sd over {int(summary['n_seeds'].iloc[0])} "
-             "seeds.", ""]
+             "seeds. FEFF CV F1: the cross-element MLP cross-validated on the FEFF spectra themselves (5 of the "
+             "workflow's bootstrap folds, macro F1 pooled over elements): what the preprocessing leaves of the "
+             "simulated classes' differences (broadening smooths them away).", ""]
     head = ("| group | choice | what | d_same | d_other | NN | "
-            + " | ".join(f"{label} acc / bal" for _, label in MODEL_COLUMNS) + " |")
-    lines += [head, "|---|---|---|---:|---:|---:|" + "---:|" * len(MODEL_COLUMNS)]
+            + " | ".join(f"{label} acc / bal" for _, label in MODEL_COLUMNS) + " | FEFF CV F1 (MLP×) |")
+    lines += [head, "|---|---|---|---:|---:|---:|" + "---:|" * len(MODEL_COLUMNS) + "---:|"]
     for _, row in summary.iterrows():
         cells = []
         for name, _ in MODEL_COLUMNS:
@@ -303,8 +324,10 @@ def markdown(summary: pd.DataFrame, per_file: pd.DataFrame, chosen: str, sources
             bal = row.get(f"{name}_balanced_accuracy", np.nan)
             cells.append("—" if not np.isfinite(acc) else f"{_pct(acc, row.get(f'{name}_accuracy_sd'))} / {_pct(bal)}")
         mark = " **(default)**" if row["choice"] == chosen else ""
+        cv = row.get("feff_cv_macro_f1", np.nan)
         lines.append(f"| {row['group']} | {row['choice']}{mark} | {row['what']} | {row['d_same']:.3f} | "
-                     f"{row['d_other']:.3f} | {_pct(row['nn_correct'])} | " + " | ".join(cells) + " |")
+                     f"{row['d_other']:.3f} | {_pct(row['nn_correct'])} | " + " | ".join(cells)
+                     + f" | {'—' if not np.isfinite(cv) else f'{cv:.2f}'} |")
     for label, name in (("old", "old"), ("chosen", chosen)):
         part = per_file[per_file["choice"] == name]
         if part.empty:
