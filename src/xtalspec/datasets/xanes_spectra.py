@@ -16,7 +16,8 @@ measured-spectrum rule, normalised to an edge step of 1 and put on the relative 
 covering less than ``min_coverage`` (0.8) of the grid "grid_coverage" (FEFF starts its energy
 grid near the Fermi level, 6–25 eV below the half-step E0; below its first point μ is carried
 at its first, pre-edge value); near-duplicates removed (mean
-|Δμ| < ``dedup_tol`` = 0.015 against an earlier spectrum in site-key order; recorded as rejects
+|Δμ| < ``dedup_tol`` = 0.015 against an earlier spectrum in site-key order, judged on the
+unbroadened spectra — broadening makes distinct sites alike; recorded as rejects
 "duplicate_spectrum" naming the kept one); the pre-edge region = grid points below E0 +
 ``pre_edge_offset``. ``preprocessing`` with ``energy_axis: absolute`` is the old convention
 (kept for the sim-to-real comparison): E0 by :func:`xtalspec.spectra.xanes_grid.edge_energy`,
@@ -26,6 +27,7 @@ at the median E0.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -122,12 +124,23 @@ def _reject(row, element: str, reason: str, detail: str) -> dict:
 
 
 def _element_inputs(frame: pd.DataFrame, element: str, n_points: int, step: float, pp):
-    """(spectra on the grid, E0, coverage, grid, pre-edge reference energy, rejects) of one element."""
+    """(spectra on the grid, spectra for duplicate detection, E0, coverage, grid, pre-edge reference
+    energy, rejects) of one element. Duplicates are judged on the spectra as FEFF computed them
+    (the same preprocessing without the broadening): broadening makes distinct sites alike."""
     if pp.energy_axis == "relative":
         spectra, e0, coverage, errors = matching.prepare_many(frame["energy"], frame["mu"], element, pp,
                                                               simulated=True)
+        sharp = spectra
+        if pp.lorentz_fwhm(element) > 0 or pp.gauss_fwhm_ev > 0:
+            unbroadened = dataclasses.replace(pp, lorentz_factor=0.0, lorentz_extra_ev=0.0, gauss_fwhm_ev=0.0)
+            sharp, _, _, more = matching.prepare_many(frame["energy"], frame["mu"], element, unbroadened,
+                                                      simulated=True)
+            errors = {**more, **errors}
+            sharp = np.where(np.isnan(sharp), spectra, sharp)
         rejects = [_reject(frame.iloc[i], element, "no_edge", message[:300]) for i, message in errors.items()]
-        return spectra, e0, coverage, pp.offsets, 0.0, rejects
+        e0 = e0.copy()
+        e0[list(errors)] = np.nan
+        return spectra, sharp, e0, coverage, pp.offsets, 0.0, rejects
     energies, mus = list(frame["energy"]), list(frame["mu"])
     if pp.lorentz_fwhm(element) > 0 or pp.gauss_fwhm_ev > 0:
         pairs = [matching.broaden(e, m, pp.lorentz_fwhm(element), pp.gauss_fwhm_ev) for e, m in zip(energies, mus)]
@@ -138,23 +151,25 @@ def _element_inputs(frame: pd.DataFrame, element: str, n_points: int, step: floa
     on = [grid_mod.on_grid(e, m, grid) for e, m in zip(frame["energy"], frame["mu"])]
     coverage = np.array([c for _, c in on])
     spectra = grid_mod.scale_to_max(np.array([s for s, _ in on]))
-    return spectra, e0, coverage, grid, None, []
+    return spectra, spectra, e0, coverage, grid, None, []
 
 
 def _element_part(frame: pd.DataFrame, element: str, n_points: int, step: float, min_coverage: float,
                   dedup_tol: float, pre_edge_offset: float, pp):
     frame = frame.sort_values("site_key").reset_index(drop=True)
-    spectra, e0, coverage, grid, pre_reference, rejects = _element_inputs(frame, element, n_points, step, pp)
-    failed = np.isnan(e0)
-    frame, spectra, e0, coverage = frame[~failed].reset_index(drop=True), spectra[~failed], e0[~failed], coverage[~failed]
+    spectra, sharp, e0, coverage, grid, pre_reference, rejects = _element_inputs(frame, element, n_points, step, pp)
+    ok = ~np.isnan(e0)
+    frame, spectra, sharp, e0, coverage = (frame[ok].reset_index(drop=True), spectra[ok], sharp[ok], e0[ok],
+                                           coverage[ok])
     ok = coverage >= min_coverage
     for row, cov in zip(frame[~ok].itertuples(), coverage[~ok]):
         rejects.append({"id": row.id, "source": row.source, "url": row.url, "site_key": row.site_key,
                         "element": element, "reason": "grid_coverage",
                         "detail": f"covers {cov:.0%} of the {element} grid"})
-    frame, spectra, e0, coverage = frame[ok].reset_index(drop=True), spectra[ok], e0[ok], coverage[ok]
+    frame, spectra, sharp, e0, coverage = (frame[ok].reset_index(drop=True), spectra[ok], sharp[ok], e0[ok],
+                                           coverage[ok])
     before = {c: int((frame["label"] == c).sum()) for c in CLASSES}
-    owner = deduplicate(spectra, dedup_tol)
+    owner = deduplicate(sharp, dedup_tol)
     dup = owner != np.arange(len(owner))
     for i in np.flatnonzero(dup):
         row = frame.iloc[i]
