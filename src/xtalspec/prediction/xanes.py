@@ -193,7 +193,7 @@ def predict_xanes(path: str | Path, element: str, models_dir: str | Path = DEFAU
         for kind, model in models.items():
             probabilities[kind + suffix] = class_probabilities(model, z)[0]
         used[str(directory)] = {"prep": prep, "meta": meta}
-    first_dir, first = next(iter(used.items()))
+    first = next(iter(used.values()))
     prep, meta = first["prep"], first["meta"]
     details["normalisation"] = prep["normalisation"]
     details["bundle_meta"] = {str(d): {k: u["meta"].get(k) for k in ("element", "elements", "n_train", "counts",
@@ -204,7 +204,8 @@ def predict_xanes(path: str | Path, element: str, models_dir: str | Path = DEFAU
         details["grid_relative"] = True
         details["e0_grid_ev"] = prep["e0_prepared"]  # the E0 of the preprocessing rule (e0_rule), grid origin
         details["grid_ev"] = [float(meta["grid"][0]), float(meta["grid"][-1])]
-        details["alignment"] = "each spectrum on E − its own E0 (find_edge rule), as the FEFF training spectra"
+        details["alignment"] = (f"each spectrum on E − its own E0 (e0_rule {meta['preprocessing']['e0_rule']}), "
+                                "as the FEFF training spectra")
     else:
         details["alignment"] = ("edge to the training median E0, refined against the training spectra"
                                 if meta.get("templates") is not None else "edge to the training median E0")
