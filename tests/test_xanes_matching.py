@@ -3,6 +3,8 @@ on the relative grid, and the cross-element model (one-hot element input, the pe
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -212,3 +214,34 @@ def test_too_few_spectra_are_reported_not_crashed(dataset):
     # fold splits of an element are the same whether or not the other elements are there
     y = small[small["element"] == "Fe"]["label"].map({"T4": 0, "S5": 1, "O6": 2}).to_numpy()
     assert fold_split(y, 0, 0, 0.1)[1].size >= 2
+
+
+def test_predict_xanes_falls_back_to_the_cross_element_model(tmp_path):
+    """An element whose own bundle could not be trained (one class) is still classified by the
+    cross-element models, with a note; an element neither knows is a clear error."""
+    from xtalspec.cli import main
+    from xtalspec.prediction.xanes import predict_xanes
+
+    frame = feff_like_frame(elements=("V", "Ni"), per_class=(4, 2, 5))
+    frame = frame[(frame["element"] == "V") | (frame["label"] == "O6")]  # Ni: O6 only
+    data, _, meta = dataset_from_frames(frame)
+    for element in ("V", "Ni"):
+        bundle, models = train_bundle(data, meta, element, {"epochs": 3})
+        save_bundle(tmp_path / element, bundle, models)
+    assert not json.loads((tmp_path / "Ni" / "bundle.json").read_text())["trained"]
+    bundle, models = train_cross_bundle(data, meta, {"epochs": 3})
+    save_bundle(tmp_path / "cross", bundle, models)
+    ni = frame[frame["element"] == "Ni"].iloc[0]
+    e = np.concatenate([np.arange(ni["energy"][0] - 120, ni["energy"][0] - 1, 2.0), ni["energy"]])
+    m = np.concatenate([np.full(e.size - len(ni["mu"]), ni["mu"][0]), ni["mu"]])
+    path = tmp_path / "ni.dat"
+    np.savetxt(path, np.column_stack([e, 0.3 * m + 0.2]))
+    result = predict_xanes(path, "Ni", tmp_path)
+    assert list(result.probabilities) == ["mlp_x", "cnn_x"]
+    assert any("no per-element Ni model" in n for n in result.details["notes"])
+    assert "note: no per-element Ni model" in result.text
+    assert main(["predict-xanes", str(path), "--element", "Ni", "--models", str(tmp_path), "--no-cross"]) == 2
+    co = tmp_path / "co.dat"
+    np.savetxt(co, np.column_stack([e - K_EDGES["Ni"] + K_EDGES["Co"], 0.3 * m + 0.2]))
+    with pytest.raises(FileNotFoundError, match="bundles found for: Ni, V"):
+        predict_xanes(co, "Co", tmp_path)

@@ -181,7 +181,9 @@ def predict_xanes(path: str | Path, element: str, models_dir: str | Path = DEFAU
             details["notes"].append(f"the cross-element model was not trained on {element}")
     if not bundles:
         if details["notes"]:
-            raise FileNotFoundError(f"no usable XANES model for {element} in {root}: " + "; ".join(details["notes"]))
+            found = ", ".join(_found(root)) or "none"
+            raise FileNotFoundError(f"no usable XANES model for {element} in {root}: " + "; ".join(details["notes"])
+                                    + f"; bundles found for: {found}")
         find_bundle(models_dir, element)  # raises, listing the bundles there
     probabilities, used = {}, {}
     for directory, meta, models, suffix in bundles:
