@@ -105,7 +105,7 @@ def test_dataset_grid_duplicates_and_coverage(tmp_path):
     write_frame(pd.DataFrame([{"id": "x", "source": "test", "url": "", "site_key": "test:x:0", "element": "V",
                                "reason": "feff_timeout", "detail": "killed after 1 s"}]), {}, tmp_path / "r.parquet")
     dataset, rejects, meta = build_xanes_dataset([tmp_path / "a.parquet", tmp_path / "b.parquet"],
-                                                 [tmp_path / "r.parquet"], preprocessing=LEGACY)
+                                                 [tmp_path / "r.parquet"], preprocessing=LEGACY, min_coverage=0.9)
     info = meta["elements"]["V"]
     assert len(info["grid"]) == 100
     assert info["counts"] == {"T4": 5, "S5": 0, "O6": 5}
