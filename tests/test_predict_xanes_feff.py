@@ -21,7 +21,7 @@ from xtalspec.cli import main
 from xtalspec.datasets.xanes_spectra import build_xanes_dataset
 from xtalspec.models.xanes import save_bundle
 from xtalspec.prediction.xanes import predict_xanes
-from xtalspec.spectra.xanes_measured import normalise
+from xtalspec.spectra.xanes_matching import Preprocessing, prepare
 from xtalspec.training.xanes import train_bundle
 from xtalspec.utils.tables import write_frame
 
@@ -58,18 +58,21 @@ def measured_file(path: Path, site: pd.Series, shift: float, step: float, seed: 
 
 @pytest.mark.parametrize("shift, step, seed", [(3.0, 0.37, 1), (-2.0, 2.5, 2), (4.5, 0.08, 3)])
 def test_feff_spectrum_shifted_scaled_and_noisy_gets_its_label(models, tmp_path, shift, step, seed):
-    """Every site: the edge step is found (relative to the step the same normalisation finds on
+    """Every site: the edge step is found (relative to the step the same preprocessing finds on
     the original FEFF spectrum: FEFF's μ has no exact unit step over a 50 eV window). The T4 site (a vanadate tetrahedron, E0 ~5 eV above
-    the median of the V sites): the shift is undone and both models call it T4. (Five training
+    the median of the V sites): its E0 moved with the shift (the models see E − E0) and both
+    models call it T4. (Five training
     spectra are too few to separate S5 from O6 reliably under noise, and an O6 spectrum may
     align to another O6 training spectrum a few eV away.)"""
     for _, site in feff_spectra().iterrows():
         path = measured_file(tmp_path / f"{site['site_key'].replace(':', '_')}.txt", site, shift, step, seed)
         result = predict_xanes(path, "V", models)
-        own_step = normalise(site["energy"], site["mu"])[1]["edge_step"]
+        own = prepare(site["energy"], site["mu"], "V", Preprocessing(), simulated=False)[1]
+        own_step = own["edge_step"]
         assert abs(result.edge_step / (step * own_step) - 1) < 0.2, (site["site_key"], result.edge_step, own_step)
         if site["label"] == "T4":
-            assert abs(result.shift_ev + shift) < 0.5, result.shift_ev  # the alignment undid the shift
+            # the grid's E0 moved with the energies: the same rule as on the unshifted spectrum
+            assert abs(result.details["e0_grid_ev"] - own["e0"] - shift) < 0.5
             assert result.labels == {"mlp": "T4", "cnn": "T4"}, result.text
             assert min(p[0] for p in result.probabilities.values()) > 0.5
 

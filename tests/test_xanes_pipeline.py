@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 from xtalspec.datasets.xanes_spectra import build_xanes_dataset, deduplicate, write_feff_shard
 from xtalspec.models.xanes import build_model, class_probabilities, load_bundle, save_bundle, standardise
 from xtalspec.spectra import xanes_grid
+from xtalspec.spectra.xanes_matching import LEGACY
 from xtalspec.structures.records import structure_to_json
 from xtalspec.training.xanes import augment, fold_split, train_bundle, train_element
 from xtalspec.utils.tables import read_frame, write_frame
@@ -96,6 +97,7 @@ def _spectra_shard(path, element, labels, rng, start=5460.0, duplicate_of=None):
 
 
 def test_dataset_grid_duplicates_and_coverage(tmp_path):
+    """The old convention (absolute grid, / max); the shared relative grid: test_xanes_matching.py."""
     rng = np.random.default_rng(0)
     _spectra_shard(tmp_path / "a.parquet", "V", ["T4"] * 5 + ["O6"] * 5, rng, duplicate_of=0)
     # a spectrum that starts 20 eV late covers too little of the grid
@@ -103,7 +105,7 @@ def test_dataset_grid_duplicates_and_coverage(tmp_path):
     write_frame(pd.DataFrame([{"id": "x", "source": "test", "url": "", "site_key": "test:x:0", "element": "V",
                                "reason": "feff_timeout", "detail": "killed after 1 s"}]), {}, tmp_path / "r.parquet")
     dataset, rejects, meta = build_xanes_dataset([tmp_path / "a.parquet", tmp_path / "b.parquet"],
-                                                 [tmp_path / "r.parquet"])
+                                                 [tmp_path / "r.parquet"], preprocessing=LEGACY, min_coverage=0.9)
     info = meta["elements"]["V"]
     assert len(info["grid"]) == 100
     assert info["counts"] == {"T4": 5, "S5": 0, "O6": 5}

@@ -168,6 +168,25 @@ def test_table2_average_row(tmp_path):
     assert {"mlp_full_mean", "mlp_full_sd", "mlp_full_paper", "cnn_pre_paper_sd"} <= set(csv.columns)
 
 
+def test_table2_cross_element_columns_and_too_few_spectra(tmp_path):
+    entries = [("Ti", m, f, k, 0, 0, 0, v) for m in ("mlp", "cnn") for f in ("full", "pre")
+               for k, v in ((0, 0.8), (1, 0.9))]
+    entries += [("Ti", "mlp_x", "full", k, 0, 0, 0, v) for k, v in ((0, 0.7), (1, 0.9))]
+    entries += [("Fe", "cnn_x", "full", k, 0, 0, 0, v) for k, v in ((0, 0.5), (1, 0.7))]
+    table = xr.table2(None, tmp_path, scores=scores_frame(entries),
+                      statuses={"Cu": "too few spectra (4 < 6)", "Ti": "ok"}).set_index("element")
+    assert list(table.index) == ["Ti", "Fe", "Cu", "Average"]
+    assert table.loc["Ti", "mlp_x_full_mean"] == pytest.approx(0.8)
+    assert table.loc["Fe", "cnn_x_full_mean"] == pytest.approx(0.6) and np.isnan(table.loc["Fe", "mlp_full_mean"])
+    assert table.loc["Cu", "status"] == "too few spectra (4 < 6)"
+    md = (tmp_path / "xanes_table2.md").read_text()
+    assert "| Element | MLP | CNN | Pre-MLP | Pre-CNN | MLP (all elements) | CNN (all elements) |" in md
+    assert "| Cu | too few spectra (4 < 6) (paper 0.86(2))" in md
+    assert "Not cross-validated: Cu: too few spectra (4 < 6)" in md
+    # the per-element average is unchanged by the cross-element rows
+    assert table.loc["Average", "mlp_full_mean"] == pytest.approx(0.85)
+
+
 def test_table2_from_predictions_uses_shift_augmented_base_test(tmp_path):
     predictions = synthetic_predictions()
     table = xr.table2(predictions, tmp_path).set_index("element")

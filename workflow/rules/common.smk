@@ -337,7 +337,9 @@ def validation_models(kind):
         return member_files("model.pt")
     if kind == "pdf":  # the deploy models (predict-pdf's default), else the paper's
         return pdf_deploy_files("model.pt") or [str(PDF_OUT / f"models/{k}/model.pt") for k in pdf_kinds()]
-    return [str(XANES_OUT / f"models/{element}/bundle.json") for element in XANES["elements"]]
+    return [str(XANES_OUT / f"models/{element}/bundle.json") for element in XANES["elements"]] + [
+        str(XANES_OUT / "models/cross/bundle.json")
+    ]
 
 
 def validation_models_dir(kind):

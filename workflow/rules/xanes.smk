@@ -123,6 +123,7 @@ rule xanes_dataset:
                 ("--pre-edge-offset", XANES["dataset"]["pre_edge_offset"]),
             ]
         ),
+        preprocessing=json.dumps(XANES.get("preprocessing") or {}, separators=(",", ":")),
     log:
         LOGS / "xanes/dataset.log",
     benchmark:
@@ -131,7 +132,7 @@ rule xanes_dataset:
         ENV
     shell:
         "xtalspec xanes dataset --spectra {input.spectra:q} --feff-rejects {input.rejects:q} {params.options} "
-        "--out {output.dataset:q} --rejects {output.rejects:q} > {log:q} 2>&1"
+        "--preprocessing {params.preprocessing:q} --out {output.dataset:q} --rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule xanes_train:
@@ -142,6 +143,7 @@ rule xanes_train:
         XANES_OUT / "predictions/{element}-{model}.parquet",
     wildcard_constraints:
         model="mlp|cnn",
+        element="[A-Z][a-z]?",
     params:
         config=lambda wc: xanes_train_json(),
     threads: XANES["train"]["threads"]
@@ -164,6 +166,8 @@ rule xanes_bundle:
         XANES_OUT / "dataset/spectra.parquet",
     output:
         XANES_OUT / "models/{element}/bundle.json",
+    wildcard_constraints:
+        element="[A-Z][a-z]?",
     params:
         config=lambda wc: xanes_train_json(),
     threads: XANES["train"]["threads"]
@@ -180,13 +184,82 @@ rule xanes_bundle:
         "--out-dir \"$(dirname {output:q})\" > {log:q} 2>&1"
 
 
+rule xanes_train_cross:
+    """One model across elements (one-hot element input) on the per-element models' folds."""
+    input:
+        XANES_OUT / "dataset/spectra.parquet",
+    output:
+        XANES_OUT / "predictions/cross-{model}.parquet",
+    wildcard_constraints:
+        model="mlp|cnn",
+    params:
+        config=lambda wc: xanes_train_json(),
+        elements=XANES["elements"],
+    threads: XANES["train"]["threads"]
+    resources:
+        gpu=XANES["train"]["gpus_per_job"],
+    log:
+        LOGS / "xanes/train-cross-{model}.log",
+    benchmark:
+        BENCH / "xanes/train-cross-{model}.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes train-cross --dataset {input:q} --model {wildcards.model} --elements {params.elements} "
+        "--config {params.config:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule xanes_bundle_cross:
+    """Final cross-element MLP and CNN on all spectra of all elements, for `xtalspec predict-xanes`."""
+    input:
+        XANES_OUT / "dataset/spectra.parquet",
+    output:
+        XANES_OUT / "models/cross/bundle.json",
+    params:
+        config=lambda wc: xanes_train_json(),
+        elements=XANES["elements"],
+    threads: XANES["train"]["threads"]
+    resources:
+        gpu=XANES["train"]["gpus_per_job"],
+    log:
+        LOGS / "xanes/bundle-cross.log",
+    benchmark:
+        BENCH / "xanes/bundle-cross.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes bundle-cross --dataset {input:q} --elements {params.elements} --config {params.config:q} "
+        "--out-dir \"$(dirname {output:q})\" > {log:q} 2>&1"
+
+
+rule xanes_sim_to_real:
+    """FEFF cache vs the measured development set, per preprocessing choice (not part of `xanes`:
+    it trains ~25 x 3 model sets; `snakemake xanes_sim_to_real`)."""
+    input:
+        cache=XANES_CACHE or "resources/xanes/feff_cache.parquet",
+        labels=VALIDATION["xanes"] or "resources/measured/xanes/LABELS.csv",
+    output:
+        md=XANES_OUT / "sim_to_real/sim_to_real.md",
+        csv=XANES_OUT / "sim_to_real/sim_to_real.csv",
+    log:
+        LOGS / "xanes/sim-to-real.log",
+    benchmark:
+        BENCH / "xanes/sim-to-real.tsv"
+    conda:
+        ENV
+    shell:
+        "xtalspec xanes sim-to-real --cache {input.cache:q} --labels {input.labels:q} --out-md {output.md:q} "
+        "--out-csv {output.csv:q} > {log:q} 2>&1"
+
+
 rule xanes_report:
     """Tables I-III, Figures 3, 5, 6, PCA and the spectra gallery, from saved predictions."""
     input:
         dataset=XANES_OUT / "dataset/spectra.parquet",
         predictions=expand(
             XANES_OUT / "predictions/{element}-{model}.parquet", element=XANES["elements"], model=XANES_MODELS
-        ),
+        )
+        + expand(XANES_OUT / "predictions/cross-{model}.parquet", model=XANES_MODELS),
     output:
         table1=report(XANES_OUT / "tables/xanes_table1.md", caption="../report/xanes_tables.rst", category="XANES"),
         table2=report(XANES_OUT / "tables/xanes_table2.md", caption="../report/xanes_tables.rst", category="XANES"),
@@ -242,7 +315,8 @@ rule xanes_figure6:
 
 
 rule xanes:
-    """The XANES system: tables, figures and the per-element model bundles."""
+    """The XANES system: tables, figures, the per-element and the cross-element model bundles."""
     input:
         rules.xanes_report.output,
         expand(XANES_OUT / "models/{element}/bundle.json", element=XANES["elements"]),
+        XANES_OUT / "models/cross/bundle.json",

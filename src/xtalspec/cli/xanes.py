@@ -78,7 +78,8 @@ def cmd_dataset(args) -> int:
     from ..utils.tables import write_frame
 
     dataset, rejects, meta = build_xanes_dataset(args.spectra, args.feff_rejects, min_coverage=args.min_coverage,
-                                                 dedup_tol=args.dedup_tol, pre_edge_offset=args.pre_edge_offset)
+                                                 dedup_tol=args.dedup_tol, pre_edge_offset=args.pre_edge_offset,
+                                                 preprocessing=json_arg(args.preprocessing))
     write_frame(dataset, meta, args.out)
     write_frame(rejects, {"stage": "xanes_dataset"}, args.rejects)
     print(json.dumps({e: i["counts"] for e, i in meta["elements"].items()}))
@@ -96,6 +97,32 @@ def cmd_train(args) -> int:
     predictions, summary = train_element(dataset, meta, args.element, args.model, cfg)
     write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+@wants_gpu(device_of=config_device)
+def cmd_train_cross(args) -> int:
+    from ..training.xanes import train_cross
+    from ..utils.atomic import atomic_write_text
+    from ..utils.tables import read_frame, write_frame
+
+    dataset, meta = read_frame(args.dataset)
+    predictions, summary = train_cross(dataset, meta, args.model, json_arg(args.config) or {}, elements=args.elements)
+    write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+@wants_gpu(device_of=config_device)
+def cmd_bundle_cross(args) -> int:
+    from ..models.xanes import save_bundle
+    from ..training.xanes import train_cross_bundle
+    from ..utils.tables import read_frame
+
+    dataset, meta = read_frame(args.dataset)
+    bundle, models = train_cross_bundle(dataset, meta, json_arg(args.config) or {}, elements=args.elements)
+    bundle["provenance"] = {"dataset": str(args.dataset), "code_version": meta.get("code_version")}
+    save_bundle(args.out_dir, bundle, models)
     return 0
 
 
@@ -119,12 +146,30 @@ def cmd_report(args) -> int:
     from ..provenance import code_version
     from ..utils.tables import read_frame
 
-    predictions = pd.concat([read_frame(p)[0] for p in args.predictions], ignore_index=True)
+    frames, statuses = [], {}
+    for path in args.predictions:
+        frame, pmeta = read_frame(path)
+        frames.append(frame)
+        status = (pmeta.get("summary") or {}).get("status", "ok")
+        element = (pmeta.get("summary") or {}).get("element")
+        if element and status != "ok":
+            statuses[element] = status
+    predictions = pd.concat(frames, ignore_index=True)
     dataset, meta = read_frame(args.dataset)
     provenance = {"code_version": code_version(), "dataset": str(args.dataset),
                   "predictions": [str(p) for p in args.predictions], "config": json_arg(args.config)}
-    xanes_reports.write_all(predictions, dataset, meta, args.tables, args.figures, provenance)
+    xanes_reports.write_all(predictions, dataset, meta, args.tables, args.figures, provenance, statuses=statuses)
     return 0
+
+
+def cmd_sim_to_real(args) -> int:
+    from ..evaluation.xanes_sim_to_real import run_comparison
+
+    train_cfg = {"epochs": args.epochs, "threads": 1, "device": "cpu"}
+    summary = run_comparison(args.cache, args.labels, args.out_md, args.out_csv, per_file_csv=args.per_file_csv,
+                             n_seeds=args.seeds, train_cfg=train_cfg, names=args.choices)
+    print(Path(args.out_md).read_text())
+    return 0 if len(summary) else 1
 
 
 def cmd_predict_xanes(args) -> int:
@@ -132,7 +177,7 @@ def cmd_predict_xanes(args) -> int:
 
     if args.out:
         check_output_path(args.out)
-    result = predict_xanes(args.file, args.element, args.models)
+    result = predict_xanes(args.file, args.element, args.models, cross=not args.no_cross)
     print(result.text)
     if args.out:
         csv, sidecar = result.write(args.out)
@@ -147,7 +192,9 @@ def register(sub) -> None:
                                              "(two columns energy, mu; energy, I0, It; or XDI)")
     p.add_argument("file")
     p.add_argument("--element", required=True, help="absorbing element (Sc…Zn), e.g. Fe")
-    p.add_argument("--models", default=DEFAULT_MODELS_DIR, help="folder holding <element>/bundle.json")
+    p.add_argument("--models", default=DEFAULT_MODELS_DIR,
+                   help="folder holding <element>/bundle.json and the cross-element cross/bundle.json")
+    p.add_argument("--no-cross", action="store_true", help="leave out the cross-element models")
     p.add_argument("--out", default=None, help="write the probabilities here (CSV, plus a .json sidecar)")
     p.set_defaults(func=cmd_predict_xanes)
 
@@ -225,9 +272,11 @@ def register(sub) -> None:
     p = xsub.add_parser("dataset", help="grid, scaling, duplicates, pre-edge cutoff (Table I)")
     p.add_argument("--spectra", nargs="+", required=True)
     p.add_argument("--feff-rejects", nargs="*", default=[], help="reject tables of the earlier XANES stages (sites, FEFF)")
-    p.add_argument("--min-coverage", type=float, default=0.9)
+    p.add_argument("--min-coverage", type=float, default=0.8)
     p.add_argument("--dedup-tol", type=float, default=0.015)
     p.add_argument("--pre-edge-offset", type=float, default=0.0)
+    p.add_argument("--preprocessing", default=None,
+                   help="JSON settings of xtalspec.spectra.xanes_matching.Preprocessing (default: its defaults)")
     p.add_argument("--out", required=True)
     p.add_argument("--rejects", required=True)
     p.set_defaults(func=cmd_dataset)
@@ -240,12 +289,39 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
+    p = xsub.add_parser("train-cross", help="cross-element model (one-hot element input) on the per-element folds")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", choices=["mlp", "cnn"], required=True)
+    p.add_argument("--elements", nargs="*", default=None, help="elements to use (default: all in the data set)")
+    p.add_argument("--config", default=None, help="JSON training settings (see xtalspec.training.xanes)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train_cross)
+
+    p = xsub.add_parser("bundle-cross", help="final cross-element MLP + CNN on all spectra (for predict-xanes)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--elements", nargs="*", default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_bundle_cross)
+
     p = xsub.add_parser("bundle", help="final MLP + CNN of one element on all its spectra (for predict-xanes)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--element", required=True)
     p.add_argument("--config", default=None)
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_bundle)
+
+    p = xsub.add_parser("sim-to-real", help="FEFF cache vs measured development set: distances and accuracy per "
+                                            "preprocessing choice (xtalspec.evaluation.xanes_sim_to_real)")
+    p.add_argument("--cache", nargs="+", required=True, help="FEFF spectra cache(s); several are merged by site")
+    p.add_argument("--labels", required=True, help="LABELS.csv of measured K-edge files (file, label, element)")
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--per-file-csv", default=None, help="default: <out-csv stem>_per_file.csv")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per choice")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--choices", nargs="*", default=None, help="only these choices (names as in the table)")
+    p.set_defaults(func=cmd_sim_to_real)
 
     p = xsub.add_parser("report", help="Tables I–III, Figures 3, 5, 6, PCA and gallery from saved predictions")
     p.add_argument("--dataset", required=True)

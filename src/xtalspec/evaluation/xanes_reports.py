@@ -82,7 +82,10 @@ PAPER_TABLE3 = {
 }
 
 COMBOS = [("mlp", "full"), ("cnn", "full"), ("mlp", "pre"), ("cnn", "pre")]
-COMBO_LABELS = {("mlp", "full"): "MLP", ("cnn", "full"): "CNN", ("mlp", "pre"): "Pre-MLP", ("cnn", "pre"): "Pre-CNN"}
+#: the cross-element models (one-hot element input, trained on all elements; same folds)
+CROSS_COMBOS = [("mlp_x", "full"), ("cnn_x", "full")]
+COMBO_LABELS = {("mlp", "full"): "MLP", ("cnn", "full"): "CNN", ("mlp", "pre"): "Pre-MLP", ("cnn", "pre"): "Pre-CNN",
+                ("mlp_x", "full"): "MLP (all elements)", ("cnn_x", "full"): "CNN (all elements)"}
 NOT_COMPUTED = "not computed"
 
 
@@ -291,17 +294,22 @@ def _element_average(per_fold: pd.DataFrame, value: str) -> tuple[float, float, 
     return _mean(element_means), _sd(fold_means), int(element_means.notna().sum())
 
 
-def table2(predictions: pd.DataFrame, out_dir, scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def table2(predictions: pd.DataFrame, out_dir, scores: pd.DataFrame | None = None,
+           statuses: dict | None = None) -> pd.DataFrame:
     """Macro F1 (mean ± sd over folds) per element of MLP / CNN on the full spectrum and on the
-    pre-edge region only (shift-augmented models, unperturbed test split), an Average row, and
-    the paper's Table II beside. ``scores`` (a :func:`classwise_f1` result) skips recomputing.
-    Writes xanes_table2.csv/.md."""
+    pre-edge region only (shift-augmented models, unperturbed test split), of the cross-element
+    MLP / CNN on the same folds (full spectrum), an Average row, and the paper's Table II beside.
+    ``scores`` (a :func:`classwise_f1` result) skips recomputing. ``statuses`` {element: why}
+    names elements that were not cross-validated ("too few spectra …"): they get a row saying
+    so. Writes xanes_table2.csv/.md."""
     base = _base(_scores(predictions, scores))
-    elements = _elements(base["element"].unique())
+    statuses = {e: why for e, why in (statuses or {}).items() if why and why != "ok"}
+    elements = _elements(set(base["element"].unique()) | set(statuses))
+    combos = COMBOS + [c for c in CROSS_COMBOS if (base["model"] == c[0]).any()]
     rows = []
     for element in elements + ["Average"]:
-        row = {"element": element}
-        for model, features in COMBOS:
+        row = {"element": element, "status": statuses.get(element, "ok") if element != "Average" else ""}
+        for model, features in combos:
             part = base[(base["model"] == model) & (base["features"] == features)]
             prefix = f"{model}_{features}"
             if element == "Average":
@@ -318,19 +326,31 @@ def table2(predictions: pd.DataFrame, out_dir, scores: pd.DataFrame | None = Non
         rows.append(row)
     table = pd.DataFrame(rows)
     lines = [f"# Table II: macro F1 per absorbing element ({PAPER})", "",
-             "| Element | " + " | ".join(COMBO_LABELS[c] for c in COMBOS) + " |", "|---|" + "---:|" * len(COMBOS)]
+             "| Element | " + " | ".join(COMBO_LABELS[c] for c in combos) + " |", "|---|" + "---:|" * len(combos)]
     for _, row in table.iterrows():
         cells = []
-        for model, features in COMBOS:
+        for model, features in combos:
             prefix = f"{model}_{features}"
             paper = PAPER_TABLE2.get(row["element"], {}).get((model, features))
-            cells.append(_cell(row[f"{prefix}_mean"], row[f"{prefix}_sd"], paper))
+            if row["status"] not in ("ok", "") and not np.isfinite(row[f"{prefix}_mean"]):
+                cells.append(row["status"] + (f" (paper {paper_str(*paper)})" if paper else ""))
+            else:
+                cells.append(_cell(row[f"{prefix}_mean"], row[f"{prefix}_sd"], paper))
         lines.append(f"| {row['element']} | " + " | ".join(cells) + " |")
+    scored = _elements(base["element"].unique())
     lines += ["", "Ours: mean ± sd (ddof 1) over bootstrap folds of the macro F1 on each fold's test split "
               "(models trained with energy-shift augmentation, unshifted test spectra). Macro F1 of a fold = mean "
               "class-wise F1 over the classes present in that fold's test labels. Pre-: the pre-edge region only.",
-              f"Average: mean over the {len(elements)} element(s) present ({', '.join(elements) or 'none'}); sd over "
+              f"Average: mean over the {len(scored)} element(s) scored ({', '.join(scored) or 'none'}); sd over "
               "folds of the element-averaged macro F1. The paper's Average is over all eight elements."]
+    if any(c in combos for c in CROSS_COMBOS):
+        lines += ["", "(all elements): one MLP / CNN for every element, the absorbing element a one-hot input beside "
+                  "the spectrum (all on the same E − E0 grid), trained on the union of the per-element training "
+                  "splits of each fold and scored on each element's test split of that fold — the same folds as the "
+                  "per-element models. The paper has no such model."]
+    if statuses:
+        lines += ["", "Not cross-validated: " + "; ".join(f"{e}: {why}" for e, why in sorted(statuses.items()))
+                  + " (their spectra still train the cross-element models)."]
     return _write_table(table, "\n".join(lines) + "\n", out_dir, "xanes_table2")
 
 
@@ -678,7 +698,8 @@ def figure_gallery(dataset: pd.DataFrame, meta: dict, path) -> pd.DataFrame:
         ax.set_xlim(grid[0], grid[-1])
         ax.set_ylim(min(0.0, float(mu.min())) if mu.size else 0.0, 1.05)
         ax.set_title(f"{element} K-edge ({len(mu)} spectra)", fontsize=9)
-        ax.set_xlabel("energy (eV)" if absolute else "grid index", fontsize=8)
+        relative = bool((meta or {}).get("elements", {}).get(element, {}).get("grid_relative"))
+        ax.set_xlabel(("E − E0 (eV)" if relative else "energy (eV)") if absolute else "grid index", fontsize=8)
         ax.set_ylabel("μ (scaled to max 1)", fontsize=8)
         ax.tick_params(labelsize=7)
         _class_legend(ax, fontsize=6, loc="lower right")
@@ -699,10 +720,12 @@ def summary(scores: pd.DataFrame) -> dict:
     """Our average macro F1 (MLP / CNN, full / pre) beside the paper's Table II Average."""
     base = _base(scores)
     out = {}
-    for model, features in COMBOS:
+    for model, features in COMBOS + CROSS_COMBOS:
         part = base[(base["model"] == model) & (base["features"] == features)]
+        if part.empty and (model, features) in CROSS_COMBOS:
+            continue
         mean, sd, n = _element_average(part, "macro_f1")
-        paper = PAPER_TABLE2["Average"][(model, features)]
+        paper = PAPER_TABLE2["Average"].get((model, features), (np.nan, np.nan))
         out[f"{model}_{features}"] = {"ours": mean, "ours_sd": sd, "n_elements": n,
                                       "elements": _elements(part["element"].unique()),
                                       "n_folds": int(part["fold"].nunique()), "paper": paper[0], "paper_sd": paper[1]}
@@ -710,10 +733,10 @@ def summary(scores: pd.DataFrame) -> dict:
 
 
 def write_all(predictions: pd.DataFrame, dataset: pd.DataFrame, meta: dict, tables_dir, figures_dir,
-              provenance: dict) -> dict:
+              provenance: dict, statuses: dict | None = None) -> dict:
     """All tables (CSV + Markdown) and figures (PNG), the per-fold scores and the figures' data
     as CSV, and ``xanes_summary.json`` (average macro F1 beside the paper's, provenance, files).
-    Returns the summary."""
+    ``statuses``: {element: why} of elements that were not cross-validated. Returns the summary."""
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
     scores = classwise_f1(predictions)
     written = []
@@ -724,7 +747,7 @@ def write_all(predictions: pd.DataFrame, dataset: pd.DataFrame, meta: dict, tabl
 
     table("xanes_classwise_f1.csv", scores)
     table1(dataset, meta, tables_dir)
-    table2(predictions, tables_dir, scores=scores)
+    table2(predictions, tables_dir, scores=scores, statuses=statuses)
     table3(predictions, tables_dir, scores=scores)
     written += [tables_dir / f"xanes_table{k}.{ext}" for k in (1, 2, 3) for ext in ("csv", "md")]
     table("xanes_fig3_classwise.csv", figure3(predictions, figures_dir / "xanes_fig3_f1.png", scores=scores))
@@ -735,7 +758,7 @@ def write_all(predictions: pd.DataFrame, dataset: pd.DataFrame, meta: dict, tabl
     table("xanes_fig2_gallery.csv", figure_gallery(dataset, meta, figures_dir / "xanes_fig2_gallery.png"))
     written += [figures_dir / name for name in ("xanes_fig3_f1.png", "xanes_fig5_shift.png", "xanes_fig6_noise.png",
                                                 "xanes_fig2_pca.png", "xanes_fig2_gallery.png")]
-    result = {"paper": PAPER, "average_macro_f1": summary(scores),
+    result = {"paper": PAPER, "average_macro_f1": summary(scores), "not_cross_validated": statuses or {},
               "tests_present": sorted(scores["test"].unique().tolist()),
               "f1_rules": "class-wise F1 = 2TP/(2TP+FP+FN), NaN (skipped) for a class absent from labels and "
                           "predictions of a fold; macro F1 = mean over the classes present in the fold's labels; "

@@ -542,13 +542,17 @@ def _main_edge(fine: np.ndarray, mu: np.ndarray, slope: np.ndarray, lo: float, h
     return float(fine[best])
 
 
-def find_edge(energy, mu, element: str, smooth: float = EDGE_SMOOTH_EV) -> tuple[float, dict]:
+def find_edge(energy, mu, element: str, smooth: float = EDGE_SMOOTH_EV,
+              check_range: bool = True) -> tuple[float, dict]:
     """(E0, info) of a measured K edge of ``element``: rules in the module docstring (Edge energy).
 
     ``info``: ``tabulated_edge_ev``, ``window_ev`` (the absolute window searched), ``widened``,
     ``offset_ev`` (E0 − tabulated edge), ``smooth_ev`` (σ), ``pre_edge`` (what was subtracted)
     and ``pre_edge_slope`` (per eV). XanesError (one line) when the energies do not reach the
-    edge window or no rising edge lies within ±100 eV.
+    edge window or no rising edge lies within ±100 eV. ``check_range=False`` skips the first
+    check (:func:`check_edge_in_range`): FEFF spectra start just below their own edge, which
+    may lie a few eV above the tabulated one (Cu), and are searched by the same rule
+    (:func:`xtalspec.spectra.xanes_matching.edge_e0`).
     """
     symbol = canonical_element(element)
     edge = K_EDGES[symbol]
@@ -556,7 +560,8 @@ def find_edge(energy, mu, element: str, smooth: float = EDGE_SMOOTH_EV) -> tuple
     mu = np.asarray(mu, dtype=np.float64)
     order = np.argsort(energy, kind="stable")
     energy, mu = energy[order], mu[order]
-    check_edge_in_range(energy, symbol)
+    if check_range:
+        check_edge_in_range(energy, symbol)
     background, info = _pre_edge_line(energy, mu, edge)
     in_window = energy[(energy >= edge + EDGE_WINDOW_EV[0]) & (energy <= edge + EDGE_WINDOW_EV[1])]
     step = float(np.median(np.diff(in_window))) if in_window.size >= 3 else float(np.median(np.diff(energy)))
