@@ -94,3 +94,25 @@ def test_deploy_dataset_training_and_prediction(profile_shard, rendered, tmp_pat
     assert list(result.ranking["spacegroup"]) and len(result.ranking) == 3
     scores = score_member(out / "model.pt", path)
     assert set(scores) == {"clean", "front_end"} and 0 <= scores["front_end"]["top1"] <= 1
+
+
+def test_deploy_report_and_ablation_table(tmp_path):
+    from xtalspec.evaluation.xrd_deploy_report import ablation_table, deploy_report
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=40).astype(np.float32)
+    labels = rng.integers(0, 4, size=40)
+    frame = pd.DataFrame({"id": [f"s{i}" for i in range(40)], "kind": ["front_end"] * 40, "spacegroup": labels + 1,
+                          "class_index": labels, "probabilities": list(probs)})
+    write_frame(frame, {"member": {"temperature": 1.5}}, tmp_path / "heldout.parquet")
+    summary = {"model": "spgnet", "temperature": 1.5, "n_classes": 4, "history": [{"epoch": 1, "val_acc": 0.3}],
+               "held_out": {"front_end": {"n": 40, "top1": 0.3, "top3": 0.7, "ece_before": 0.2, "ece_after": 0.1}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    text = deploy_report([tmp_path / "summary.json"], [tmp_path / "heldout.parquet"], tmp_path / "deploy.md",
+                         tmp_path / "reliability.png")
+    assert "| spgnet" in text and "1: 0.300" in text and (tmp_path / "reliability.png").stat().st_size > 0
+    for variant, top1 in (("all", 0.5), ("no-noise", 0.4)):
+        (tmp_path / f"{variant}.json").write_text(json.dumps(
+            {"variant": variant, "scores": {"front_end": {"n": 9, "top1": top1, "top3": 0.8}, "clean": {"top1": 0.6}}}))
+    table = ablation_table([tmp_path / "all.json", tmp_path / "no-noise.json"], tmp_path / "ablation.md")
+    assert "| no-noise | 0.4 | 0.8 | 0.6 | -0.1 |" in table

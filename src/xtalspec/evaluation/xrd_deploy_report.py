@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..utils.atomic import atomic_write_text
+from .report_io import markdown_table
 from ..utils.tables import read_frame
 
 
@@ -66,6 +67,6 @@ def ablation_table(scores, md_path) -> str:
         frame["delta_top1"] = frame["front_end_top1"] - float(base.iloc[0])
     text = ("# Augmentation ablation\n\nOne short SpgNet per variant (`no-X`: augmentation X switched off in its "
             "training scans), all scored on the same held-out front-end items rendered with every augmentation on.\n\n"
-            + frame.to_markdown(index=False, floatfmt=".3f") + "\n")
+            + markdown_table(frame.round(3)) + "\n")
     atomic_write_text(md_path, text)
     return text
