@@ -185,7 +185,7 @@ def test_every_training_command_declares_a_gpu():
     declared = {path for path, func in leaves(build_parser()) if getattr(func, "wants_gpu", False)}
     assert declared == {
         ("xrd", "train"), ("xrd", "train-ensemble"), ("pdf", "train"), ("xanes", "train"), ("xanes", "bundle"),
-        ("xanes", "train-cross"), ("xanes", "bundle-cross"),
+        ("xanes", "train-cross"), ("xanes", "bundle-cross"), ("xrd", "deploy-train"), ("pdf", "deploy-train"),
         ("mof", "train"), ("compositions", "cv"), ("compositions", "learning-curve"), ("compositions", "pretrain"),
         ("compositions", "transfer"), ("padnet", "train")}
 
