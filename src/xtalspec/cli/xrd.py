@@ -37,15 +37,22 @@ def cmd_dataset(args) -> int:
     return 0
 
 
-@wants_gpu
-def cmd_train(args) -> int:
-    from ..training.loop import TrainConfig, set_deterministic, throughput
-    from ..training.xrd import train_member
+def _train_config(args, seed: int):
+    """The TrainConfig of the training flags shared by `xrd train`, `train-ensemble` and `deploy-train`."""
+    from ..training.loop import TrainConfig, set_deterministic
 
     set_deterministic()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      volume_weight=args.volume_weight, threads=args.threads, device=args.device,
-                      checkpoint_every=args.checkpoint_every)
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                       volume_weight=args.volume_weight, threads=args.threads, device=args.device,
+                       checkpoint_every=args.checkpoint_every)
+
+
+@wants_gpu
+def cmd_train(args) -> int:
+    from ..training.loop import throughput
+    from ..training.xrd import train_member
+
+    cfg = _train_config(args, args.seed)
     result = train_member(args.dataset, args.model, args.range, args.fold, cfg, args.out)
     last = result["history"][-1]
     print(f"{args.model} {args.range} fold {args.fold} seed {args.seed}: val_acc {last.get('val_acc', float('nan')):.3f}"
@@ -56,12 +63,9 @@ def cmd_train(args) -> int:
 @wants_gpu
 def cmd_train_ensemble(args) -> int:
     from ..training.ensemble import train_members_together
-    from ..training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.loop import throughput
 
-    set_deterministic()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seeds[0],
-                      volume_weight=args.volume_weight, threads=args.threads, device=args.device,
-                      checkpoint_every=args.checkpoint_every)
+    cfg = _train_config(args, args.seeds[0])
     results = train_members_together(args.dataset, args.model, args.range, args.fold, cfg, args.seeds, args.out,
                                      conv_mode=args.conv_mode)
     for seed, result in results.items():
@@ -123,13 +127,10 @@ def cmd_deploy_dataset(args) -> int:
 
 @wants_gpu
 def cmd_deploy_train(args) -> int:
-    from ..training.loop import TrainConfig, set_deterministic, throughput
+    from ..training.loop import throughput
     from ..training.xrd_deploy import train_deploy
 
-    set_deterministic()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      volume_weight=args.volume_weight, threads=args.threads, device=args.device,
-                      checkpoint_every=args.checkpoint_every)
+    cfg = _train_config(args, args.seed)
     summary = train_deploy(args.dataset, args.model, cfg, args.out)
     held = summary["held_out"]
     text = ", ".join(f"{kind} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} ECE {m['ece_before']:.3f}→{m['ece_after']:.3f}"
