@@ -14,29 +14,17 @@ import pytest
 from xtalspec.datasets.xrd_deploy import held_out_ids, read_rendered, render_shard
 from xtalspec.datasets.xrd_profiles import PROFILE_SCHEMA
 from xtalspec.prediction.xrd import find_members, predict_pattern
-from xtalspec.spectra.xrd import delta_profile_sparse
 from xtalspec.training.loop import TrainConfig
 from xtalspec.training.xrd_deploy import build_deploy_dataset, score_member, train_deploy
 from xtalspec.utils.tables import read_frame, write_frame
 
-from xrd_fixtures import simulated_pattern, structures
+from xrd_fixtures import profile_rows, simulated_pattern, structures
 
 
 @pytest.fixture(scope="module")
 def profile_shard(tmp_path_factory):
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    rows = []
-    for name, structure in structures():
-        bins, values = delta_profile_sparse(structure)
-        sga = SpacegroupAnalyzer(structure)
-        prim = sga.get_primitive_standard_structure()
-        rows.append({"id": name, "source": "test", "spacegroup": sga.get_space_group_number(), "volume": prim.volume,
-                     "n_atoms": len(prim), "log_volume_per_atom": float(np.log(prim.volume / len(prim))),
-                     "log_density": float(np.log(prim.density)), "bins": bins.astype(np.int32),
-                     "values": values.astype(np.float32)})
     path = tmp_path_factory.mktemp("deploy") / "profiles.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, schema=PROFILE_SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(profile_rows(), schema=PROFILE_SCHEMA), path)
     return path
 
 

@@ -15,28 +15,17 @@ import torch
 
 from xtalspec.datasets.spgnet import build_dataset, leaks, range_masks, training_rows, validation_rows
 from xtalspec.models.spgnet import SpgNet, SpgVolNet, trunk_features
-from xtalspec.spectra.xrd import delta_profile_sparse
 from xtalspec.training.loop import TrainConfig
 from xtalspec.models.checkpoints import load_member
 from xtalspec.training.xrd import train_member
 from xtalspec.utils.tables import read_frame, write_frame
 
-from xrd_fixtures import structures
+from xrd_fixtures import profile_rows
 
 
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory):
-    rows = []
-    for name, structure in structures():
-        bins, values = delta_profile_sparse(structure)
-        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-        sga = SpacegroupAnalyzer(structure)
-        prim = sga.get_primitive_standard_structure()
-        rows.append({"id": name, "source": "test", "spacegroup": sga.get_space_group_number(),
-                     "volume": prim.volume, "n_atoms": len(prim),
-                     "log_volume_per_atom": np.log(prim.volume / len(prim)), "log_density": np.log(prim.density),
-                     "bins": bins, "values": values})
+    rows = profile_rows()
     table, description = build_dataset(pd.DataFrame(rows), min_per_group=8, n_folds=2, per_fold=1, seed=0,
                                        leakage_bins=0)
     path = tmp_path_factory.mktemp("xrd") / "dataset.parquet"

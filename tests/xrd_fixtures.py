@@ -55,3 +55,22 @@ def simulated_pattern(structure: Structure, wavelength: float, two_theta: tuple[
         lorentz = 1.0 / (1.0 + ((x - position) / (fwhm / 2)) ** 2)
         y += counts * height / 100.0 * (0.5 * gauss + 0.5 * lorentz)
     return x, np.random.default_rng(seed).poisson(y).astype(float)
+
+
+def profile_rows() -> list[dict]:
+    """One δ-profile shard row (the columns of xtalspec.datasets.xrd_profiles) per structure of :func:`structures`."""
+    import numpy as np
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from xtalspec.spectra.xrd import delta_profile_sparse
+
+    rows = []
+    for name, structure in structures():
+        bins, values = delta_profile_sparse(structure)
+        sga = SpacegroupAnalyzer(structure)
+        prim = sga.get_primitive_standard_structure()
+        rows.append({"id": name, "source": "test", "spacegroup": sga.get_space_group_number(), "volume": prim.volume,
+                     "n_atoms": len(prim), "log_volume_per_atom": float(np.log(prim.volume / len(prim))),
+                     "log_density": float(np.log(prim.density)), "bins": bins.astype(np.int32),
+                     "values": values.astype(np.float32)})
+    return rows
