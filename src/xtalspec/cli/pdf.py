@@ -39,14 +39,20 @@ def cmd_dataset(args) -> int:
     return 0
 
 
-@wants_gpu
-def cmd_train(args) -> int:
+def _train_config(args):
+    """The TrainConfig of the training flags shared by `pdf train` and `pdf deploy-train`."""
     from ..training.loop import TrainConfig, set_deterministic
-    from ..training.pdf import train_pdf_model
 
     set_deterministic()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                      seed=args.seed, threads=args.threads, device=args.device)
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                       seed=args.seed, threads=args.threads, device=args.device)
+
+
+@wants_gpu
+def cmd_train(args) -> int:
+    from ..training.pdf import train_pdf_model
+
+    cfg = _train_config(args)
     result = train_pdf_model(args.dataset, cfg, args.out)
     print(f"test accuracy after {args.epochs} epochs: {result['history'][-1].get('val_acc', float('nan')):.3f}")
     return 0
@@ -96,12 +102,9 @@ def cmd_deploy_dataset(args) -> int:
 
 @wants_gpu
 def cmd_deploy_train(args) -> int:
-    from ..training.loop import TrainConfig, set_deterministic
     from ..training.pdf_deploy import train_deploy_model
 
-    set_deterministic()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                      seed=args.seed, threads=args.threads, device=args.device)
+    cfg = _train_config(args)
     summary = train_deploy_model(args.dataset, cfg, args.out, class_weight_power=args.class_weight_power)
     print(f"{summary['radiation']}: held-out top-1 {summary['heldout_top1']:.3f}, top-6 {summary['heldout_top6']:.3f} "
           f"({summary['n_groups']} groups, {summary['n_heldout']} held-out items)")

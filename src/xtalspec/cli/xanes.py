@@ -86,30 +86,35 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+def _write_fold_predictions(predictions, summary: dict, args) -> None:
+    """A training command's fold predictions (Parquet, at --out) and its summary (JSON beside it)."""
+    from ..utils.atomic import atomic_write_text
+    from ..utils.tables import write_frame
+
+    write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+
+
 @wants_gpu(device_of=config_device)
 def cmd_train(args) -> int:
     from ..training.xanes import train_element
-    from ..utils.atomic import atomic_write_text
-    from ..utils.tables import read_frame, write_frame
+    from ..utils.tables import read_frame
 
     dataset, meta = read_frame(args.dataset)
     cfg = json_arg(args.config) or {}
     predictions, summary = train_element(dataset, meta, args.element, args.model, cfg)
-    write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    _write_fold_predictions(predictions, summary, args)
     return 0
 
 
 @wants_gpu(device_of=config_device)
 def cmd_train_cross(args) -> int:
     from ..training.xanes import train_cross
-    from ..utils.atomic import atomic_write_text
-    from ..utils.tables import read_frame, write_frame
+    from ..utils.tables import read_frame
 
     dataset, meta = read_frame(args.dataset)
     predictions, summary = train_cross(dataset, meta, args.model, json_arg(args.config) or {}, elements=args.elements)
-    write_frame(predictions, {"summary": summary, "dataset": str(args.dataset)}, args.out)
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    _write_fold_predictions(predictions, summary, args)
     return 0
 
 
