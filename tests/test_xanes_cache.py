@@ -134,3 +134,48 @@ def test_merging_caches_built_side_by_side(tmp_path):
     write_cache(changed, b)
     with pytest.raises(ValueError, match="different spectra"):
         merge_caches([a, b], tmp_path / "bad/feff_cache.parquet")
+
+
+def test_disordered_structures_enter_in_their_majority_occupant_model(tmp_path, monkeypatch):
+    """With include_disordered a mixed-site structure is cached in its majority-occupant model
+    (``structure_model`` says so), the element cap stops the element, and the cache check
+    rebuilds the same model (a fake FEFF whose spectrum depends on the structure it is given)."""
+    import hashlib
+
+    from xtalspec.spectra import feff
+    from xtalspec.structures.cleaning import CleaningSettings
+    from xtalspec.structures.ingest import ingest
+    from xtalspec.structures.sources.cif_dir import CIFDirSource
+
+    def fake_compute_site(structure, site_index, preset, workdir, timeout_s=None):
+        if not structure.is_ordered:
+            return feff.FeffResult("failed", "partial occupancies")
+        text = f"{structure.composition.formula}|{len(structure)}|{site_index}"
+        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+        energy = np.linspace(4960.0, 5060.0, 50)
+        return feff.FeffResult("ok", energy=energy, mu=np.random.default_rng(seed).random(50),
+                               seconds=1.0, input_sha256=hashlib.sha256(text.encode()).hexdigest())
+
+    monkeypatch.setattr(feff, "compute_site", fake_compute_site)
+    cif = RUTILE.replace("Ti1 Ti 0 0 0", "Ti1 Ti 0 0 0 0.7\nSn1 Sn 0 0 0 0.3").replace(
+        "_atom_site_fract_z\n", "_atom_site_fract_z\n_atom_site_occupancy\n").replace("O1 O 0.3048 0.3048 0",
+                                                                               "O1 O 0.3048 0.3048 0 1.0")
+    (tmp_path / "cifs").mkdir()
+    (tmp_path / "cifs" / "tin_rutile.cif").write_text(cif)
+    ingest(CIFDirSource(tmp_path / "cifs"), tmp_path / "structures", 1, CleaningSettings())
+    shards = [tmp_path / "structures" / "shard-000.parquet"]
+    cache, rejects = tmp_path / "cache.parquet", tmp_path / "rejects.parquet"
+
+    skipped = build_cache(shards, ["Ti"], cache, rejects, tmp_path / "work")
+    assert skipped["new_spectra"] == 0  # ordered structures only by default
+    summary = build_cache(shards, ["Ti"], cache, rejects, tmp_path / "work", include_disordered=True,
+                          max_per_element=1)
+    rows = read_cache(cache)
+    assert summary["new_spectra"] == 1 and len(rows) == 1
+    assert rows["structure_model"].tolist() == ["majority_occupant"] and rows["label"].tolist() == ["O6"]
+    check = verify_cache(cache, shards, 1, 0, tmp_path / "check")
+    assert check["max_abs_d_mu"] < 1e-6 and not check["problems"]  # mu is stored as float32
+    rows["structure_model"] = "as_published"
+    write_cache(rows, cache)
+    with pytest.raises(CacheMismatch, match="partial occupancies"):
+        verify_cache(cache, shards, 1, 0, tmp_path / "check2")

@@ -49,7 +49,8 @@ def cmd_cache(args) -> int:
     summary = build_cache(args.structures, args.elements, args.cache, args.rejects, args.workroot,
                           preset=args.preset, quota=quota, max_elements=args.max_elements,
                           max_atoms=args.max_atoms, seed=args.seed, timeout_s=args.timeout,
-                          max_seconds=args.hours * 3600 if args.hours else None, max_sites=args.max_sites)
+                          max_seconds=args.hours * 3600 if args.hours else None, max_sites=args.max_sites,
+                          max_per_element=args.max_per_element, include_disordered=args.include_disordered)
     print(json.dumps(summary))
     return 0
 
@@ -247,6 +248,11 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per site")
     p.add_argument("--hours", type=float, default=None, help="stop starting new sites after this long")
     p.add_argument("--max-sites", type=int, default=None, help="stop after this many new sites")
+    p.add_argument("--max-per-element", type=int, default=None,
+                   help="stop an element once the cache holds this many of its spectra")
+    p.add_argument("--include-disordered", action="store_true",
+                   help="also visit structures with partial occupancies, in their majority-occupant "
+                        "approximation (xtalspec.structures.ordering)")
     p.set_defaults(func=cmd_cache)
 
     p = xsub.add_parser("cache-merge", help="merge FEFF spectra caches (and their rejects) built side by side")

@@ -7,6 +7,9 @@ Parquet file; a row is one absorbing site:
 * where it comes from: ``site_key`` (``source:id:site_index``), ``source``, ``id``, ``url``,
   ``cif_sha256`` (of the structure's CIF), ``site_index`` (in the standard primitive cell),
   ``element``;
+* the structure model: ``structure_model`` — ``as_published`` or ``majority_occupant`` (the
+  ordered approximation of a structure with partial occupancies,
+  :mod:`xtalspec.structures.ordering`; ``site_index`` then counts in that model);
 * its ChemEnv labels: ``label`` (at the distance factor, 1.2 in the paper), ``label_compare``
   (at 1.4), ``cn``, ``geometry``, ``csm``;
 * how it was computed: ``preset``, ``feff_input_sha256`` (sha256 of the ``feff.inp`` bytes),
@@ -38,6 +41,7 @@ import pandas as pd
 
 from ..provenance import code_version
 from ..spectra.xanes_labels import COMPARE_DISTANCE_FACTOR, DEFAULT_DISTANCE_FACTOR
+from ..structures.ordering import AS_PUBLISHED, MAJORITY_OCCUPANT, majority_occupant, structure_model
 from ..utils.paths import safe_filename
 from ..utils.tables import read_frame, write_frame
 from .xanes_sites import CLASSES, candidates, primitive_texts, site_key
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 #: sites per class and element that :func:`build_cache` aims for when given no quota
 DEFAULT_QUOTA = {"T4": 20, "S5": 20, "O6": 25}
 
-CACHE_COLUMNS = ["site_key", "source", "id", "url", "cif_sha256", "element", "site_index", "label",
+CACHE_COLUMNS = ["site_key", "source", "id", "url", "cif_sha256", "element", "site_index", "structure_model", "label",
                  "label_compare", "cn", "geometry", "csm", "preset", "feff_input_sha256", "feff_version",
                  "code_version", "feff_seconds", "energy", "mu"]
 REJECT_COLUMNS = ["site_key", "source", "id", "url", "element", "site_index", "label", "preset",
@@ -71,7 +75,10 @@ def read_cache(path) -> pd.DataFrame:
     """The cache's rows (an empty frame with the cache's columns when the file does not exist)."""
     if path is None or not Path(path).exists():
         return pd.DataFrame(columns=CACHE_COLUMNS)
-    return read_frame(path)[0]
+    frame = read_frame(path)[0]
+    if "structure_model" not in frame:  # caches written before the column existed
+        frame.insert(CACHE_COLUMNS.index("structure_model"), "structure_model", AS_PUBLISHED)
+    return frame
 
 
 def _read_rejects(path) -> pd.DataFrame:
@@ -119,9 +126,9 @@ class _SiteStream:
     """Labelled sites of one element, structure by structure, in seeded candidate order."""
 
     def __init__(self, shards, element, *, distance_factor, compare_factor, max_elements, max_atoms, seed,
-                 skip: set[str]):
+                 skip: set[str], include_disordered: bool = False):
         self.element = element
-        self.todo = candidates(shards, element, max_elements, max_atoms, seed)
+        self.todo = candidates(shards, element, max_elements, max_atoms, seed, include_disordered)
         self.position = 0
         self.queues: dict[str, deque] = {c: deque() for c in CLASSES}
         self.factors = (float(distance_factor), float(compare_factor))
@@ -164,6 +171,8 @@ class _SiteStream:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 structure = structure_from_json(self._texts[key])
+                model = AS_PUBLISHED if structure.is_ordered else MAJORITY_OCCUPANT
+                structure = majority_occupant(structure) if model == MAJORITY_OCCUPANT else structure
                 sites = absorber_sites(structure, [self.element])
                 if not sites:
                     return True
@@ -180,7 +189,7 @@ class _SiteStream:
             self.queues[label].append({
                 "site_key": skey, "source": cand["source"], "id": cand["id"], "url": cand["url"],
                 "cif_sha256": self._cif_sha.get(key), "element": self.element, "site_index": int(rec["index"]),
-                "label": label, "label_compare": alt["label"], "cn": rec["cn"], "geometry": rec["geometry"],
+                "structure_model": model, "label": label, "label_compare": alt["label"], "cn": rec["cn"], "geometry": rec["geometry"],
                 "csm": rec["csm"], "structure": structure})
         return True
 
@@ -211,12 +220,16 @@ def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset:
                 compare_factor: float = COMPARE_DISTANCE_FACTOR,
                 max_elements: int | None = 5, max_atoms: int | None = 80, seed: int = 0,
                 timeout_s: float = 900.0, max_seconds: float | None = None, max_sites: int | None = None,
-                lookahead: int = 20) -> dict:
+                lookahead: int = 20, max_per_element: int | None = None,
+                include_disordered: bool = False) -> dict:
     """Extend the cache at ``cache_path`` with FEFF spectra of the elements' labelled sites.
 
     Per element the classes are filled towards ``quota`` (sites per class; ``None`` = no
-    limit), the rarest first. Stops when every element is full or dry, after ``max_sites``
-    new sites, or once ``max_seconds`` have passed (the site under way is finished first).
+    limit), the rarest first; an element stops once it holds ``max_per_element`` spectra.
+    ``include_disordered`` also visits structures with partial occupancies, in their
+    majority-occupant approximation (:mod:`xtalspec.structures.ordering`). Stops when every
+    element is full or dry, after ``max_sites`` new sites, or once ``max_seconds`` have passed
+    (the site under way is finished first).
     """
     from ..spectra.feff import compute_site
     from .xanes_spectra import prune_workdir
@@ -226,7 +239,8 @@ def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset:
     done = set(cache["site_key"]) | set(rejects["site_key"])
     counts = {el: Counter(cache.loc[cache["element"] == el, "label"]) for el in elements}
     streams = {el: _SiteStream(shards, el, distance_factor=distance_factor, compare_factor=compare_factor,
-                               max_elements=max_elements, max_atoms=max_atoms, seed=seed, skip=done)
+                               max_elements=max_elements, max_atoms=max_atoms, seed=seed, skip=done,
+                               include_disordered=include_disordered)
                for el in elements}
     active = list(elements)
     start, new_rows, new_rejects = time.monotonic(), [], []
@@ -240,6 +254,8 @@ def build_cache(shards, elements, cache_path, rejects_path, workroot, *, preset:
                 active = []
                 break
             wanted = _wanted_classes(counts[element], quota)
+            if max_per_element is not None and sum(counts[element].values()) >= max_per_element:
+                wanted = []
             site = streams[element].next_site(wanted, lookahead) if wanted else None
             if site is None:
                 active.remove(element)
@@ -348,7 +364,7 @@ def verify_cache(cache_path, structure_shards, n_sites: int, seed: int, workroot
             continue
         if row["cif_sha256"] != cif_sha[key]:
             problems.append(f"{row['site_key']}: the structure's CIF differs from the one the cache was made from")
-        structure = structure_from_json(texts[key])
+        structure = structure_model(structure_from_json(texts[key]), row.get("structure_model"))
         workdir = Path(workroot) / safe_filename(row["site_key"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

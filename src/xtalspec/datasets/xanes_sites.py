@@ -40,8 +40,9 @@ def site_key(source: str, ident: str, index: int) -> str:
 
 
 def candidates(shards, element: str, max_elements: int | None, max_atoms: int | None,
-               seed: int) -> pd.DataFrame:
-    """Rows (id, source, url, shard) of structures that qualify, in seeded hash order."""
+               seed: int, include_disordered: bool = False) -> pd.DataFrame:
+    """Rows (id, source, url, shard, disordered) of structures that qualify, in seeded hash order
+    (structures with partial occupancies only when ``include_disordered``)."""
     frames = []
     for shard in shards:
         frame = pq.read_table(shard, columns=LIGHT_COLUMNS).to_pandas()
@@ -51,7 +52,9 @@ def candidates(shards, element: str, max_elements: int | None, max_atoms: int | 
         return pd.DataFrame(columns=LIGHT_COLUMNS + ["shard"])
     table = pd.concat(frames, ignore_index=True)
     elements = table["elements"].apply(lambda e: set(e))
-    keep = ~table["disordered"].astype(bool) & elements.apply(lambda e: "O" in e and element in e)
+    keep = elements.apply(lambda e: "O" in e and element in e)
+    if not include_disordered:
+        keep &= ~table["disordered"].astype(bool)
     if max_elements:
         keep &= elements.apply(len) <= max_elements
     if max_atoms:
