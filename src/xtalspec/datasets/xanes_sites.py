@@ -42,7 +42,7 @@ def site_key(source: str, ident: str, index: int) -> str:
 def candidates(shards, element: str, max_elements: int | None, max_atoms: int | None,
                seed: int, include_disordered: bool = False) -> pd.DataFrame:
     """Rows (id, source, url, shard, disordered) of structures that qualify, in seeded hash order
-    (structures with partial occupancies only when ``include_disordered``)."""
+    (structures with partial occupancies only when ``include_disordered``, and after all ordered ones)."""
     frames = []
     for shard in shards:
         frame = pq.read_table(shard, columns=LIGHT_COLUMNS).to_pandas()
@@ -62,7 +62,8 @@ def candidates(shards, element: str, max_elements: int | None, max_atoms: int | 
     table = table[keep].copy()
     table["order"] = [hashlib.sha256(f"{seed}:{s}:{i}".encode()).hexdigest()
                       for s, i in zip(table["source"], table["id"])]
-    return table.sort_values("order").reset_index(drop=True)
+    # structures as published first, then those that need the majority-occupant model
+    return table.sort_values(["disordered", "order"]).reset_index(drop=True)
 
 
 def primitive_texts(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
