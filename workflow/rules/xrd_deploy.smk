@@ -67,6 +67,7 @@ rule xrd_deploy_train:
         seed=r"\d+",
     params:
         train=lambda wc: xrd_deploy_train_flags(XRD_DEPLOY["train"]["epochs"]),
+        confident=XRD_DEPLOY.get("confident_accuracy", 0.9),
         out=lambda wc, output: Path(output.model).parent,
     threads: XRD_DEPLOY.get("train", {}).get("threads", 1)
     resources:
@@ -79,7 +80,7 @@ rule xrd_deploy_train:
         ENV
     shell:
         "xtalspec xrd deploy-train --dataset {input:q} --model {wildcards.model} --seed {wildcards.seed} "
-        "--threads {threads} {params.train} --out {params.out:q} > {log:q} 2>&1"
+        "--confident-accuracy {params.confident} --threads {threads} {params.train} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule xrd_deploy_ablation_train:

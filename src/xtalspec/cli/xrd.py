@@ -131,7 +131,7 @@ def cmd_deploy_train(args) -> int:
     from ..training.xrd_deploy import train_deploy
 
     cfg = _train_config(args, args.seed)
-    summary = train_deploy(args.dataset, args.model, cfg, args.out)
+    summary = train_deploy(args.dataset, args.model, cfg, args.out, target_accuracy=args.confident_accuracy)
     held = summary["held_out"]
     text = ", ".join(f"{kind} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} ECE {m['ece_before']:.3f}→{m['ece_after']:.3f}"
                      for kind, m in held.items())
@@ -274,6 +274,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True, choices=["spgnet", "spgvolnet"])
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--confident-accuracy", type=float, default=0.9,
+                   help="held-out top-1 accuracy the 'confident' threshold is chosen for")
     _training_args(p)
     p.add_argument("--out", required=True, help="the member's folder")
     p.set_defaults(func=cmd_deploy_train)
