@@ -77,6 +77,7 @@ rule pdf_deploy_train:
                 ("--lr", PDF_DEPLOY["train"]["lr"]),
                 ("--lr-decay", PDF_DEPLOY["train"]["lr_decay"]),
                 ("--class-weight-power", PDF_DEPLOY["train"]["class_weight_power"]),
+                ("--confident-accuracy", PDF_DEPLOY.get("confident_accuracy", 0.9)),
                 ("--seed", PDF_DEPLOY["train"]["seed"]),
                 ("--device", PDF_DEPLOY["train"]["device"]),
             ]

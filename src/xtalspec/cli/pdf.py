@@ -105,7 +105,8 @@ def cmd_deploy_train(args) -> int:
     from ..training.pdf_deploy import train_deploy_model
 
     cfg = _train_config(args)
-    summary = train_deploy_model(args.dataset, cfg, args.out, class_weight_power=args.class_weight_power)
+    summary = train_deploy_model(args.dataset, cfg, args.out, class_weight_power=args.class_weight_power,
+                                 target_accuracy=args.confident_accuracy)
     print(f"{summary['radiation']}: held-out top-1 {summary['heldout_top1']:.3f}, top-6 {summary['heldout_top6']:.3f} "
           f"({summary['n_groups']} groups, {summary['n_heldout']} held-out items)")
     return 0
@@ -210,6 +211,8 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-decay", type=float, default=0.1)
     p.add_argument("--class-weight-power", type=float, default=0.5, help="CE weights (N/N_class)^power")
+    p.add_argument("--confident-accuracy", type=float, default=0.9,
+                   help="held-out top-1 accuracy the 'confident' threshold is chosen for")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--device", default="auto")

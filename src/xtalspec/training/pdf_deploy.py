@@ -9,12 +9,10 @@ Written to ``out_dir``: ``model.pt`` (weights + meta: spacegroups, radiation, ``
 the training summary, ``temperature``), ``history.csv`` (per epoch), ``heldout.parquet`` (the
 held-out items' logits and probabilities, for calibration) and ``summary.json``.
 
-Calibration: :func:`calibrate_on_heldout` is the hook. With :mod:`xtalspec.evaluation.verdicts`
-it stores what predict-pdf's verdicts need (``calibrate_members``: a temperature fitted on half of
-the held-out items, verdict thresholds and the ECE before/after on the other half, an
-out-of-distribution reference of training features); with only
-``xtalspec.evaluation.calibration.fit_temperature`` a temperature; otherwise ``temperature`` is
-None. ``calibration_note`` says which.
+Calibration (:func:`calibrate_on_heldout`) stores what predict-pdf's verdicts need
+(``calibrate_members``: a temperature fitted on half of the held-out items, verdict thresholds —
+the confident one for ``target_accuracy`` held-out top-1 — and the ECE before/after on the other
+half, an out-of-distribution reference of training features); ``calibration_note`` sums it up.
 """
 
 from __future__ import annotations
@@ -108,34 +106,27 @@ def logits_and_features(model, x: np.ndarray, device: torch.device, batch_size: 
 
 
 def calibrate_on_heldout(logits: np.ndarray, labels: np.ndarray, features_heldout: np.ndarray | None = None,
-                         features_train: np.ndarray | None = None, seed: int = 0) -> tuple[dict, str]:
-    """Calibration hook: (entries for the checkpoint meta, note). With
-    ``xtalspec.evaluation.verdicts.calibrate_members``: temperature, verdict thresholds, ECE/NLL
-    before and after, OOD reference (:func:`~xtalspec.evaluation.verdicts.member_meta`); with only
-    ``xtalspec.evaluation.calibration.fit_temperature``: the temperature; otherwise none."""
+                         features_train: np.ndarray | None = None, seed: int = 0,
+                         target_accuracy: float = 0.9) -> tuple[dict, str]:
+    """(entries for the checkpoint meta, note): temperature, verdict thresholds (the confident one
+    for ``target_accuracy`` held-out top-1), ECE/NLL before and after and the OOD reference
+    (:func:`~xtalspec.evaluation.verdicts.member_meta`)."""
+    from ..evaluation.verdicts import calibrate_members, member_meta
+
     if len(labels) == 0:
         return {"temperature": None}, "not calibrated: no held-out items"
-    try:
-        from ..evaluation.verdicts import calibrate_members, member_meta
-    except ImportError:
-        try:
-            from ..evaluation.calibration import fit_temperature
-        except ImportError:
-            return {"temperature": None}, "not calibrated: xtalspec.evaluation.calibration not available"
-        temperature = float(fit_temperature(logits, labels))
-        if not math.isfinite(temperature) or temperature <= 0:
-            return {"temperature": None}, f"not calibrated: fit_temperature gave {temperature}"
-        return {"temperature": temperature}, "temperature fitted on the held-out structures' logits (no verdicts)"
     with_features = features_heldout is not None and features_train is not None and len(features_train) > 0
     calibration = calibrate_members(logits[None], labels, [features_heldout] if with_features else None,
-                                    [features_train] if with_features else None, target_accuracy=0.9, seed=seed)
+                                    [features_train] if with_features else None, target_accuracy=target_accuracy,
+                                    seed=seed)
     note = (f"temperature {calibration['temperature']:.3g} ({calibration['split']}); ECE "
             f"{calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}")
     return member_meta(calibration, 0), note
 
 
 def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Path,
-                       class_weight_power: float = 0.5, n_reference: int = 3000) -> dict:
+                       class_weight_power: float = 0.5, n_reference: int = 3000,
+                       target_accuracy: float = 0.9) -> dict:
     table, description = read_frame(dataset)
     out_dir = Path(out_dir)
     groups = [int(g) for g in description["spacegroups"]]
@@ -162,14 +153,12 @@ def train_deploy_model(dataset: str | Path, cfg: TrainConfig, out_dir: str | Pat
 
     device = pick_device(cfg.device)
     labels = held_data.labels
-    try:  # PDFNet.forward_features (with the verdicts module): logits and features in one pass
-        logits, features_held = logits_and_features(model, x_held, device)
-        sample = np.sort(np.random.default_rng(cfg.seed).permutation(len(x_train))[:n_reference])
-        _, features_train = logits_and_features(model, x_train[sample], device)
-    except ImportError:
-        logits, features_held, features_train = logits_of(model, x_held, device, amp=cfg.amp), None, None
+    logits, features_held = logits_and_features(model, x_held, device)
+    sample = np.sort(np.random.default_rng(cfg.seed).permutation(len(x_train))[:n_reference])
+    _, features_train = logits_and_features(model, x_train[sample], device)
     probabilities = softmax(logits) if len(logits) else logits
-    calibration_meta, calibration = calibrate_on_heldout(logits, labels, features_held, features_train, cfg.seed)
+    calibration_meta, calibration = calibrate_on_heldout(logits, labels, features_held, features_train, cfg.seed,
+                                                         target_accuracy)
     temperature = calibration_meta.get("temperature")
     rmax = np.array([json.loads(p)["rmax"] for p in held_part["params"]]) if len(held_part) else np.zeros(0)
     by_rmax = []
