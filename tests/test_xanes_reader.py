@@ -129,7 +129,7 @@ def development_set() -> list[dict]:
 
 @pytest.mark.parametrize("row", development_set(), ids=lambda row: row["file"])
 def test_every_development_file_reads_with_e0_near_its_k_edge(row):
-    """All 24 files: read, E0 in the first window and within 25 eV of the tabulated edge, edge step
+    """All 27 files: read, E0 in the first window and within 25 eV of the tabulated edge, edge step
     positive after normalisation."""
     energy, mu, info = read(row["file"], row["element"])
     assert info["mu_source"] in ("normalised", "mu", "transmission")
