@@ -48,6 +48,17 @@ def _train_config(args):
                        seed=args.seed, threads=args.threads, device=args.device)
 
 
+def _training_args(p, *, epochs: int, lr: float, lr_decay: float) -> None:
+    """The training flags of `pdf train` and `pdf deploy-train` (read back by :func:`_train_config`)."""
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--lr-decay", type=float, default=lr_decay)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--device", default="auto")
+
+
 @wants_gpu
 def cmd_train(args) -> int:
     from ..training.pdf import train_pdf_model
@@ -154,13 +165,7 @@ def register(sub) -> None:
 
     p = psub.add_parser("train", help="train the PDF classifier")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--lr-decay", type=float, default=0.025)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="auto")
+    _training_args(p, epochs=30, lr=5e-4, lr_decay=0.025)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
@@ -206,16 +211,10 @@ def register(sub) -> None:
 
     p = psub.add_parser("deploy-train", help="train one deploy model (held-out curve, logits for calibration)")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--epochs", type=positive_int, default=12)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-decay", type=float, default=0.1)
+    _training_args(p, epochs=12, lr=1e-3, lr_decay=0.1)
     p.add_argument("--class-weight-power", type=float, default=0.5, help="CE weights (N/N_class)^power")
     p.add_argument("--confident-accuracy", type=float, default=0.9,
                    help="held-out top-1 accuracy the 'confident' threshold is chosen for")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=positive_int, default=1)
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_deploy_train)
 
