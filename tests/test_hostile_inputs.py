@@ -473,6 +473,14 @@ def test_nonsense_counts_are_refused(tmp_path, flag):
     assert code == 2 and "must be at least 1" in err
 
 
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "a quarter"])
+def test_a_share_outside_zero_to_one_is_refused(tmp_path, value):
+    code, _, err, _, _ = _xtalspec("xrd", "deploy-render", "--profiles", tmp_path / "p.parquet", "--fraction", value,
+                                   "--out", tmp_path / "r.parquet", "--rejects", tmp_path / "j.parquet")
+    assert code == 2 and ("must be in (0, 1]" in err or "is not a number" in err)
+    assert not (tmp_path / "r.parquet").exists()
+
+
 def test_out_naming_a_folder_is_refused_before_any_work(tmp_path):
     (tmp_path / "outdir").mkdir()
     code, _, err, _, _ = _xtalspec("predict-xrd", _scan(tmp_path / "scan.xy"), "--wavelength", "CuKa",

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from xtalspec.datasets.xrd_deploy import held_out_ids, read_rendered, render_shard
+from xtalspec.datasets.xrd_deploy import held_out_ids, in_subset, read_rendered, render_shard
 from xtalspec.datasets.xrd_profiles import PROFILE_SCHEMA
 from xtalspec.prediction.xrd import find_members, predict_pattern
 from xtalspec.training.loop import TrainConfig
@@ -84,6 +84,30 @@ def test_deploy_dataset_training_and_prediction(profile_shard, rendered, tmp_pat
     assert set(scores) == {"clean", "front_end"} and 0 <= scores["front_end"]["top1"] <= 1
 
 
+def test_ablation_subset_is_seeded_and_shared_by_rendering_and_the_data_set(profile_shard, rendered, tmp_path):
+    ids = [f"amcsd:{i:07d}" for i in range(4000)]
+    share = np.mean([in_subset(0, i, 0.25) for i in ids])
+    assert 0.22 < share < 0.28 and all(in_subset(0, i, 1.0) for i in ids[:10])
+    assert [in_subset(0, i, 0.25) for i in ids] != [in_subset(1, i, 0.25) for i in ids]
+    # rendering a share renders exactly the in_subset structures, each as the full rendering did
+    part = tmp_path / "part.parquet"
+    render_shard(profile_shard, part, tmp_path / "rej.parquet", copies=2, seed=0, fraction=0.5)
+    profiles = pq.read_table(profile_shard).to_pandas()
+    chosen = {i for i in profiles["id"] if in_subset(0, i, 0.5)}
+    assert 0 < len(chosen) < len(profiles)
+    sub, full = read_rendered([part]), read_rendered([rendered]).set_index(["id", "copy"])
+    assert set(sub["id"]) <= chosen and len(sub) >= len(chosen)  # two copies each, a few may be rejected
+    for row in sub.itertuples():
+        assert np.array_equal(row.bins, full.loc[(row.id, row.copy), "bins"])
+    # the data set keeps every held-out structure and only the share of the training ones
+    whole, _ = build_deploy_dataset(profiles, read_rendered([rendered]), min_per_group=8, holdout=0.15, seed=0)
+    items, description = build_deploy_dataset(profiles, read_rendered([part]), min_per_group=8, holdout=0.15,
+                                              seed=0, train_fraction=0.5)
+    held = set(whole.loc[whole["held_out"], "id"])
+    assert set(items.loc[items["held_out"], "id"]) == held and description["train_fraction"] == 0.5
+    assert set(items.loc[~items["held_out"], "id"]) == set(whole.loc[~whole["held_out"], "id"]) & chosen
+
+
 def test_deploy_report_and_ablation_table(tmp_path):
     from xtalspec.evaluation.xrd_deploy_report import ablation_table, deploy_report
 
@@ -103,4 +127,30 @@ def test_deploy_report_and_ablation_table(tmp_path):
         (tmp_path / f"{variant}.json").write_text(json.dumps(
             {"variant": variant, "scores": {"front_end": {"n": 9, "top1": top1, "top3": 0.8}, "clean": {"top1": 0.6}}}))
     table = ablation_table([tmp_path / "all.json", tmp_path / "no-noise.json"], tmp_path / "ablation.md")
-    assert "| no-noise | 0.4 | 0.8 | 0.6 | -0.1 |" in table
+    assert "| no-noise | 0.4 | 0.8 | 0.6 | -0.1 | 0.0 |" in table and "standard error" in table
+
+
+def test_ablation_target_resolves_every_variant_on_a_share_of_the_structures():
+    """Every configured augmentation (kalpha2 included: a digit in the name) gets its variant; the
+    no-X and subset variants render and train on ablation_fraction, the deploy models on all."""
+    import yaml
+
+    from test_workflow import ROOT, run_snakemake
+
+    dry = run_snakemake("-n", "xrd_deploy_ablation", "--forceall", "-p")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    text = dry.stdout + dry.stderr
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())["xrd"]["deploy"]
+    share = config["ablation_fraction"]
+    assert share < 1
+    for augmentation in config["ablation"]:
+        assert f"results/xrd/deploy/ablation/no-{augmentation}/score.json" in text, augmentation
+    assert "results/xrd/deploy/ablation/subset/score.json" in text
+    renders = [line for line in text.splitlines() if "xtalspec xrd deploy-render" in line]
+    ablated = [line for line in renders if "/rendered/no-" in line]
+    full = [line for line in renders if "/rendered/all/" in line]
+    assert ablated and full and len(ablated) + len(full) == len(renders)
+    assert all(f"--fraction {share}" in line for line in ablated) and all("--fraction 1.0" in line for line in full)
+    datasets = [line for line in text.splitlines() if "xtalspec xrd deploy-dataset" in line]
+    assert any("--train-fraction 1.0" in line and "dataset/all.parquet" in line for line in datasets)
+    assert any(f"--train-fraction {share}" in line and "dataset/subset.parquet" in line for line in datasets)

@@ -369,5 +369,11 @@ def xrd_deploy_train_flags(epochs):
                    ("--volume-weight", t["volume_weight"]), ("--device", t["device"])])
 
 
+def xrd_deploy_fraction(variant):
+    """Share of the structures a deploy variant renders and trains on: all of them for the deploy
+    models (`all`), `ablation_fraction` for the ablation's variants (`subset`, `no-X`)."""
+    return 1.0 if variant == "all" else XRD_DEPLOY.get("ablation_fraction", 1.0)
+
+
 def xrd_deploy_rendered(variant="all"):
     return [str(XRD_DEPLOY_OUT / f"rendered/{variant}/{src}/shard-{shard}.parquet") for src, shard in xrd_shards()]

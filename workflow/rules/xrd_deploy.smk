@@ -5,17 +5,18 @@
 
 rule xrd_deploy_render:
     """Measured-like scans of one δ-profile shard through the front end (variant: `all` augmentations,
-    or `no-<augmentation>` for the ablation)."""
+    or `no-<augmentation>` for the ablation, rendered for its seeded share of the structures only)."""
     input:
         XRD_OUT / "profiles/{source}/shard-{shard}.parquet",
     output:
         rendered=XRD_DEPLOY_OUT / "rendered/{variant}/{source}/shard-{shard}.parquet",
         rejects=XRD_DEPLOY_OUT / "rendered/{variant}/{source}/rejects-{shard}.parquet",
     wildcard_constraints:
-        variant=r"all|no-[a-z_]+",
+        variant=r"all|no-[a-z0-9_]+",
     params:
         disable=lambda wc: " ".join(XRD_DEPLOY.get("disable", []) + ([wc.variant[3:]] if wc.variant != "all" else [])),
         copies=XRD_DEPLOY.get("copies", 1),
+        fraction=lambda wc: xrd_deploy_fraction(wc.variant),
         seed=config["seed"],
     log:
         LOGS / "xrd/deploy/render-{variant}-{source}-{shard}.log",
@@ -25,21 +26,24 @@ rule xrd_deploy_render:
         ENV
     shell:
         "xtalspec xrd deploy-render --profiles {input:q} --copies {params.copies} --seed {params.seed} "
-        "--disable {params.disable} --out {output.rendered:q} --rejects {output.rejects:q} > {log:q} 2>&1"
+        "--disable {params.disable} --fraction {params.fraction} --out {output.rendered:q} "
+        "--rejects {output.rejects:q} > {log:q} 2>&1"
 
 
 rule xrd_deploy_dataset:
-    """Clean and front-end items of every group with >= deploy.min_per_group structures; held-out split."""
+    """Clean and front-end items of every group with >= deploy.min_per_group structures; held-out split
+    (`subset`: all augmentations on the ablation's share of the training structures)."""
     input:
         profiles=[str(XRD_OUT / f"profiles/{src}/shard-{shard}.parquet") for src, shard in xrd_shards()],
-        rendered=lambda wc: xrd_deploy_rendered(wc.variant),
+        rendered=lambda wc: xrd_deploy_rendered("all" if wc.variant == "subset" else wc.variant),
     output:
         XRD_DEPLOY_OUT / "dataset/{variant}.parquet",
     wildcard_constraints:
-        variant=r"all|no-[a-z_]+",
+        variant=r"all|subset|no-[a-z0-9_]+",
     params:
         min_per_group=XRD_DEPLOY.get("min_per_group", 20),
         holdout=XRD_DEPLOY.get("holdout", 0.1),
+        fraction=lambda wc: xrd_deploy_fraction(wc.variant),
         seed=config["seed"],
     log:
         LOGS / "xrd/deploy/dataset-{variant}.log",
@@ -49,7 +53,8 @@ rule xrd_deploy_dataset:
         ENV
     shell:
         "xtalspec xrd deploy-dataset --profiles {input.profiles:q} --rendered {input.rendered:q} "
-        "--min-per-group {params.min_per_group} --holdout {params.holdout} --seed {params.seed} "
+        "--min-per-group {params.min_per_group} --holdout {params.holdout} --train-fraction {params.fraction} "
+        "--seed {params.seed} "
         "--out {output:q} > {log:q} 2>&1"
 
 
@@ -84,8 +89,9 @@ rule xrd_deploy_train:
 
 
 rule xrd_deploy_ablation_train:
-    """A short SpgNet trained with one augmentation switched off, scored on the full-augmentation
-    held-out items (`snakemake xrd_deploy_ablation`, not part of `all`)."""
+    """A short SpgNet trained on the ablation's share of the structures (`subset`: every augmentation;
+    `no-X`: X switched off), scored on the full-augmentation held-out items of `all`
+    (`snakemake xrd_deploy_ablation`, not part of `all`)."""
     input:
         train=XRD_DEPLOY_OUT / "dataset/{variant}.parquet",
         reference=XRD_DEPLOY_OUT / "dataset/all.parquet",
@@ -94,7 +100,7 @@ rule xrd_deploy_ablation_train:
         summary=XRD_DEPLOY_OUT / "ablation/{variant}/spgnet/all/fold0/seed1/summary.json",
         scored=XRD_DEPLOY_OUT / "ablation/{variant}/score.json",
     wildcard_constraints:
-        variant=r"all|no-[a-z_]+",
+        variant=r"subset|no-[a-z0-9_]+",
     params:
         train=lambda wc: xrd_deploy_train_flags(XRD_DEPLOY.get("ablation_epochs", 2)),
         out=lambda wc, output: Path(output.model).parent,
@@ -137,7 +143,7 @@ rule xrd_deploy_ablation:
     """Target: one short model per switched-off augmentation, scored on the same held-out items."""
     input:
         scores=expand(XRD_DEPLOY_OUT / "ablation/{variant}/score.json",
-                      variant=["all"] + [f"no-{a}" for a in XRD_DEPLOY.get("ablation", [])]),
+                      variant=["subset"] + [f"no-{a}" for a in XRD_DEPLOY.get("ablation", [])]),
     output:
         report(XRD_DEPLOY_OUT / "report/ablation.md", caption="../report/xrd_deploy.rst", category="SpgNet deploy"),
     log:

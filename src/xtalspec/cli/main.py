@@ -69,6 +69,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def share(text: str) -> float:
+    """argparse type: a share of a set, 0 < value <= 1 (``--fraction``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {value}")
+    return value
+
+
 def _exit_on_sigterm(signum, frame):
     """SIGTERM (Snakemake cancelling a job, SLURM's scancel) unwinds like Ctrl-C: ``finally``
     blocks run, temporary files are removed and FEFF child process groups are killed."""

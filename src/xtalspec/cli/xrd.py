@@ -6,7 +6,7 @@ import logging
 
 from ..utils.atomic import check_output_path
 from ..utils.gpu_slots import wants_gpu
-from .main import positive_int
+from .main import positive_int, share
 
 log = logging.getLogger("xtalspec.xrd")
 
@@ -105,7 +105,7 @@ def cmd_deploy_render(args) -> int:
     from ..datasets.xrd_deploy import render_shard
 
     result = render_shard(args.profiles, args.out, args.rejects, copies=args.copies, seed=args.seed,
-                          disabled=tuple(args.disable))
+                          disabled=tuple(args.disable), fraction=args.fraction)
     print(f"{args.profiles}: {result['rendered']} front-end profiles, {result['rejects']} rejected, "
           f"{result['seconds']:.0f} s")
     return 0
@@ -118,7 +118,8 @@ def cmd_deploy_dataset(args) -> int:
     from ..utils.tables import write_frame
 
     items, description = build_deploy_dataset(read_profiles(args.profiles), read_rendered(args.rendered),
-                                              min_per_group=args.min_per_group, holdout=args.holdout, seed=args.seed)
+                                              min_per_group=args.min_per_group, holdout=args.holdout, seed=args.seed,
+                                              train_fraction=args.train_fraction)
     write_frame(items, description, args.out)
     print(f"{len(description['spacegroups'])} space groups, {description['n_structures']} structures "
           f"({description['n_held_out']} held out), items {description['items']}")
@@ -257,6 +258,8 @@ def register(sub) -> None:
     p.add_argument("--disable", nargs="*", default=[], metavar="AUGMENTATION",
                    help="augmentations switched off (ablation): wavelength kalpha2 width zero_shift strain "
                         "preferred_orientation intensity_drift background noise")
+    p.add_argument("--fraction", type=share, default=1.0,
+                   help="render only this seeded share of the structures (the ablation; default all)")
     p.add_argument("--out", required=True)
     p.add_argument("--rejects", required=True)
     p.set_defaults(func=cmd_deploy_render)
@@ -266,6 +269,8 @@ def register(sub) -> None:
     p.add_argument("--rendered", nargs="+", required=True)
     p.add_argument("--min-per-group", type=positive_int, default=20)
     p.add_argument("--holdout", type=float, default=0.1, help="share of each group's structures kept out of training")
+    p.add_argument("--train-fraction", type=share, default=1.0,
+                   help="keep only this seeded share of the training structures (the ablation; default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_deploy_dataset)

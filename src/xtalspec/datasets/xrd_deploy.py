@@ -6,6 +6,10 @@ conditions), so Snakemake renders shards in parallel and never renders a shard t
 front end finds no peak in goes to the shard's rejects with its reason. Each structure's draws
 come from its own generator, seeded by (seed, structure id, copy), so a shard's output does not
 depend on which other structures it holds.
+
+The augmentation ablation renders only a seeded share of the structures (``fraction``; the same
+structures in every variant, :func:`in_subset`), so that ten variants cost about as much as two
+full renderings.
 """
 
 from __future__ import annotations
@@ -41,13 +45,26 @@ def copy_rng(seed: int, structure_id: str, copy: int) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+def in_subset(seed: int, structure_id: str, fraction: float) -> bool:
+    """Whether a structure belongs to the seeded ``fraction`` of all structures (decided by a hash
+    of seed and id alone, so every shard, variant and data set agrees); always true at 1."""
+    if fraction >= 1.0:
+        return True
+    digest = hashlib.sha256(f"subset|{seed}|{structure_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2.0 ** 64 < fraction
+
+
 def render_shard(profile_shard: str | Path, out_path: str | Path, rejects_path: str | Path, *, copies: int,
-                 seed: int, spacegroups: list[int] | None = None, disabled: tuple[str, ...] = ()) -> dict:
+                 seed: int, spacegroups: list[int] | None = None, disabled: tuple[str, ...] = (),
+                 fraction: float = 1.0) -> dict:
     """Render ``copies`` measured-like front-end profiles of every profile in the shard (only of
-    ``spacegroups`` when given) with the augmentations in ``disabled`` switched off."""
+    ``spacegroups`` when given; only of the :func:`in_subset` share when ``fraction`` < 1) with
+    the augmentations in ``disabled`` switched off."""
     table = pq.read_table(profile_shard, columns=["id", "source", "spacegroup", "bins", "values"]).to_pandas()
     if spacegroups is not None:
         table = table[table["spacegroup"].isin(spacegroups)]
+    if fraction < 1.0:
+        table = table[[in_subset(seed, i, fraction) for i in table["id"]]]
     rows, rejects = [], []
     start = time.monotonic()
     for record in table.itertuples(index=False):
@@ -64,7 +81,7 @@ def render_shard(profile_shard: str | Path, out_path: str | Path, rejects_path: 
                          "conditions": json.dumps(cond.as_dict(), sort_keys=True)})
     seconds = time.monotonic() - start
     meta = {"code_version": code_version(), "profile_shard": str(profile_shard), "copies": copies, "seed": seed,
-            "disabled": list(disabled), "augmentations": [a for a in AUGMENTATIONS if a not in disabled],
+            "fraction": fraction, "disabled": list(disabled), "augmentations": [a for a in AUGMENTATIONS if a not in disabled],
             "seconds": round(seconds, 1)}
     _write(pa.Table.from_pylist(rows, schema=RENDERED_SCHEMA), out_path, meta)
     _write(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), rejects_path, meta)

@@ -54,19 +54,28 @@ def deploy_report(summaries, heldouts, md_path, figure_path) -> str:
 
 
 def ablation_table(scores, md_path) -> str:
+    """One row per ablation variant: held-out front-end top-1/top-3 and clean top-1, and the change
+    against the baseline (``subset``: every augmentation on, same structures; ``all`` in older runs)."""
     rows = []
     for path in scores:
         data = json.loads(Path(path).read_text())
         front = data["scores"].get("front_end", {})
         clean = data["scores"].get("clean", {})
         rows.append({"variant": data["variant"], "front_end_top1": front.get("top1"), "front_end_top3": front.get("top3"),
-                     "clean_top1": clean.get("top1")})
+                     "clean_top1": clean.get("top1"), "n": front.get("n")})
     frame = pd.DataFrame(rows)
-    base = frame.loc[frame["variant"] == "all", "front_end_top1"]
+    base = frame[frame["variant"].isin(["subset", "all"])]
     if len(base):
-        frame["delta_top1"] = frame["front_end_top1"] - float(base.iloc[0])
-    text = ("# Augmentation ablation\n\nOne short SpgNet per variant (`no-X`: augmentation X switched off in its "
-            "training scans), all scored on the same held-out front-end items rendered with every augmentation on.\n\n"
-            + markdown_table(frame.round(3)) + "\n")
+        for column in ("front_end_top1", "front_end_top3"):
+            frame[f"delta_{column.removeprefix('front_end_')}"] = frame[column] - float(base[column].iloc[0])
+    n = int(frame["n"].dropna().iloc[0]) if frame["n"].notna().any() else 0
+    p = float(frame["front_end_top1"].mean()) if n else 0.0
+    noise = (f" With {n} held-out items, one score's binomial standard error is about "
+             f"{np.sqrt(p * (1 - p) / n):.3f}: smaller changes are not resolved." if n else "")
+    text = ("# Augmentation ablation\n\nOne short SpgNet per variant, trained on the same seeded share of the "
+            "structures (`subset`: every augmentation on; `no-X`: augmentation X switched off in its training scans), "
+            "all scored on the same held-out front-end items rendered with every augmentation on. A negative change "
+            "means the augmentation helps on measured-like scans." + noise + "\n\n"
+            + markdown_table(frame.drop(columns="n").round(3)) + "\n")
     atomic_write_text(md_path, text)
     return text

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.spgnet import densify, select_groups
-from ..datasets.xrd_deploy import held_out_ids
+from ..datasets.xrd_deploy import held_out_ids, in_subset
 from ..models.spgnet import build_model
 from ..provenance import code_version
 from ..utils.atomic import atomic_write_text
@@ -34,12 +34,18 @@ KINDS = ("clean", "front_end")
 
 
 def build_deploy_dataset(profiles: pd.DataFrame, rendered: pd.DataFrame, *, min_per_group: int,
-                         holdout: float, seed: int) -> tuple[pd.DataFrame, dict]:
+                         holdout: float, seed: int, train_fraction: float = 1.0) -> tuple[pd.DataFrame, dict]:
     """One row per training item: the clean δ-profile of every structure of the kept groups and
-    each of its rendered front-end copies, with class index, volume z-score and ``held_out``."""
+    each of its rendered front-end copies, with class index, volume z-score and ``held_out``.
+
+    ``train_fraction`` < 1 (the ablation) keeps only the :func:`in_subset` share of the training
+    structures; the held-out structures, and so the groups and the split, stay those of the full set."""
     groups = select_groups(profiles["spacegroup"], min_per_group)
     profiles = profiles[profiles["spacegroup"].isin(groups)].reset_index(drop=True)
     held = held_out_ids(profiles["id"], profiles["spacegroup"], holdout, seed)
+    if train_fraction < 1.0:
+        keep = [i in held or in_subset(seed, i, train_fraction) for i in profiles["id"]]
+        profiles = profiles[keep].reset_index(drop=True)
     train_mask = ~profiles["id"].isin(held)
     u = profiles["log_volume_per_atom"].to_numpy(np.float64)
     u_mean, u_std = float(u[train_mask].mean()), float(u[train_mask].std() or 1.0)
@@ -55,7 +61,8 @@ def build_deploy_dataset(profiles: pd.DataFrame, rendered: pd.DataFrame, *, min_
     items["volume_z"] = ((by_id.loc[items["id"], "log_volume_per_atom"].to_numpy() - u_mean) / u_std).astype(np.float32)
     items["held_out"] = items["id"].isin(held)
     description = {"spacegroups": groups, "u_mean": u_mean, "u_std": u_std, "min_per_group": min_per_group,
-                   "holdout": holdout, "seed": seed, "n_structures": int(len(profiles)), "n_held_out": len(held),
+                   "holdout": holdout, "train_fraction": train_fraction, "seed": seed,
+                   "n_structures": int(len(profiles)), "n_held_out": len(held),
                    "items": {kind: int((items["kind"] == kind).sum()) for kind in KINDS}}
     return items, description
 
