@@ -40,9 +40,13 @@ REJECT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("copy"
                            ("reason", pa.string()), ("detail", pa.string())])
 
 
+def _hash64(text: str) -> int:
+    """A 64-bit integer from ``text`` (sha256): the same on every machine and Python run."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
 def copy_rng(seed: int, structure_id: str, copy: int) -> np.random.Generator:
-    digest = hashlib.sha256(f"{seed}|{structure_id}|{copy}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return np.random.default_rng(_hash64(f"{seed}|{structure_id}|{copy}"))
 
 
 def in_subset(seed: int, structure_id: str, fraction: float) -> bool:
@@ -50,8 +54,7 @@ def in_subset(seed: int, structure_id: str, fraction: float) -> bool:
     of seed and id alone, so every shard, variant and data set agrees); always true at 1."""
     if fraction >= 1.0:
         return True
-    digest = hashlib.sha256(f"subset|{seed}|{structure_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") / 2.0 ** 64 < fraction
+    return _hash64(f"subset|{seed}|{structure_id}") / 2.0 ** 64 < fraction
 
 
 def render_shard(profile_shard: str | Path, out_path: str | Path, rejects_path: str | Path, *, copies: int,
