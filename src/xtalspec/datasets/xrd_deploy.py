@@ -8,8 +8,8 @@ come from its own generator, seeded by (seed, structure id, copy), so a shard's 
 depend on which other structures it holds.
 
 The augmentation ablation renders only a seeded share of the structures (``fraction``; the same
-structures in every variant, :func:`in_subset`), so that ten variants cost about as much as two
-full renderings.
+structures in every variant, :func:`in_subset`), so that the nine ablated renderings at 0.25 cost
+about as much as two full ones.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def render_shard(profile_shard: str | Path, out_path: str | Path, rejects_path: 
                          "conditions": json.dumps(cond.as_dict(), sort_keys=True)})
     seconds = time.monotonic() - start
     meta = {"code_version": code_version(), "profile_shard": str(profile_shard), "copies": copies, "seed": seed,
-            "fraction": fraction, "disabled": list(disabled), "augmentations": [a for a in AUGMENTATIONS if a not in disabled],
-            "seconds": round(seconds, 1)}
+            "fraction": fraction, "disabled": list(disabled),
+            "augmentations": [a for a in AUGMENTATIONS if a not in disabled], "seconds": round(seconds, 1)}
     _write(pa.Table.from_pylist(rows, schema=RENDERED_SCHEMA), out_path, meta)
     _write(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), rejects_path, meta)
     n = max(len(table) * copies, 1)
